@@ -168,3 +168,15 @@ def test_shape_errors() -> None:
         rl.bootstrap_ci([[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(ValueError, match="alpha"):
         rl.bootstrap_ci([1.0, 2.0], alpha=1.5)
+
+
+def test_difference_ci() -> None:
+    rng = np.random.default_rng(11)
+    a = 0.80 + 0.01 * rng.standard_normal(5)
+    iv_same = rl.difference_ci(a, a + 0.0)
+    assert iv_same.point == 0.0 and iv_same.contains(0.0)
+    iv = rl.difference_ci(a, a - 0.05)
+    assert iv.point == pytest.approx(-0.05)
+    assert iv.hi < 0
+    with pytest.raises(ValueError, match="at least 2"):
+        rl.difference_ci([0.8], [0.7, 0.8])
