@@ -1,0 +1,259 @@
+"""Compare two runs of a pipeline (e.g. last night's retrain against the previous one).
+
+Two questions, answered from the evaluation artifacts of each run:
+
+1. Which metrics moved beyond their confidence interval? For every key (e.g. ``model``) and
+   metric column, the per-seed values of run A and run B are bootstrapped independently and
+   the 95 % CI of ``mean(B) - mean(A)`` is reported; a metric *moved* when that interval
+   excludes 0 (Agarwal et al. 2021's interval-estimate reading, `tasks.methods.rliable`).
+2. Which test items flipped? Joining item-level predictions on (key, seed, item id), a
+   *negative flip* is an item run A got right and run B gets wrong; a positive flip the
+   reverse. NFR = negative flips / matched items (Yan et al. 2021, "Positive-congruent
+   training"; the churn/NFR definitions in ../shared/research/anchors_audit_eval.md §3.4).
+
+Inputs are the tables the evaluate stages write:
+    results: one row per (model, seed) with string key columns (``model``, ``stage``, ...),
+        an int ``seed`` column and float metric columns (``acc``, ``loss``, ...).
+    predictions: ``tasks.evaluate.PREDICTIONS_SCHEMA``: ``model``, ``seed``, ``id``, ``label``,
+        ``pred``, ``correct`` (bool) [, ``p_true``].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.methods.rliable import difference_ci
+
+__all__ = ["CompareResult", "compare_metrics", "compare_predictions", "compare_runs"]
+
+METRICS_SCHEMA_TAIL = [
+    ("metric", pa.string()),
+    ("n_seeds_a", pa.int64()),
+    ("n_seeds_b", pa.int64()),
+    ("mean_a", pa.float64()),
+    ("mean_b", pa.float64()),
+    ("diff", pa.float64()),  # mean_b - mean_a
+    ("diff_lo", pa.float64()),  # NaN when a run has < 2 seeds
+    ("diff_hi", pa.float64()),
+    ("moved", pa.string()),  # "up" | "down" | "" | "no CI (<2 seeds)"
+]
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Output of `compare_runs`.
+
+    Attributes:
+        metrics: one row per (key..., metric): means, difference and its CI, ``moved``.
+        flip_summary: one row per (key..., seed): matched items, accuracies, flip counts, NFR.
+        flips: one row per flipped item: key..., seed, id, label, pred_a, pred_b, kind.
+    """
+
+    metrics: pa.Table
+    flip_summary: pa.Table
+    flips: pa.Table
+
+    def moved(self) -> pa.Table:
+        """Only the metrics that moved beyond their CI."""
+        mask = [m in ("up", "down") for m in self.metrics.column("moved").to_pylist()]
+        return self.metrics.filter(pa.array(mask, pa.bool_()))
+
+    def negative_flips(self) -> pa.Table:
+        mask = [k == "negative" for k in self.flips.column("kind").to_pylist()]
+        return self.flips.filter(pa.array(mask, pa.bool_()))
+
+    def to_markdown(self, name_a: str = "A", name_b: str = "B", max_items: int = 50) -> str:
+        """Human-readable summary (the CLI prints this)."""
+        from tasks.report import table_markdown
+
+        moved = self.moved()
+        neg = self.negative_flips()
+        out = [f"# Run comparison: {name_a} -> {name_b}", ""]
+        out += [f"## Metrics that moved beyond their 95% CI ({moved.num_rows} of "
+                f"{self.metrics.num_rows})", ""]
+        out += [table_markdown(moved) if moved.num_rows else "None.", ""]
+        out += ["## All metrics", "", table_markdown(self.metrics), ""]
+        out += ["## Item flips per model and seed", "", table_markdown(self.flip_summary), ""]
+        out += [f"## Negative flips (right in {name_a}, wrong in {name_b}): {neg.num_rows}", ""]
+        if neg.num_rows:
+            out += [table_markdown(neg.slice(0, max_items)), ""]
+            if neg.num_rows > max_items:
+                out += [f"... and {neg.num_rows - max_items} more.", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; has {table.column_names}")
+
+
+def _key_columns(table: pa.Table, exclude: Sequence[str]) -> list[str]:
+    return [f.name for f in table.schema
+            if f.name not in exclude and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+
+
+def _metric_columns(table: pa.Table, exclude: Sequence[str]) -> list[str]:
+    return [f.name for f in table.schema if f.name not in exclude and pa.types.is_floating(f.type)]
+
+
+def _groups(table: pa.Table, keys: Sequence[str], seed: str, metric: str) -> dict[tuple, dict[int, float]]:
+    """(key values) -> {seed: value}; duplicate (key, seed) rows are an error."""
+    out: dict[tuple, dict[int, float]] = {}
+    cols = {c: table.column(c).to_pylist() for c in (*keys, seed, metric)}
+    for i in range(table.num_rows):
+        k = tuple(cols[c][i] for c in keys)
+        s = cols[seed][i]
+        if s in out.setdefault(k, {}):
+            raise ValueError(f"duplicate row for {dict(zip(keys, k))}, {seed}={s}")
+        out[k][s] = cols[metric][i]
+    return out
+
+
+# ---- metrics --------------------------------------------------------------------------------
+def compare_metrics(
+    a: pa.Table,
+    b: pa.Table,
+    keys: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    seed_col: str = "seed",
+    reps: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pa.Table:
+    """Per key and metric: mean over seeds in A and B, and the bootstrap CI of B - A.
+
+    Args:
+        a, b: results tables (one row per key x seed).
+        keys: columns identifying a model (default: every string column of ``a``).
+        metrics: metric columns (default: every float column of ``a`` except keys/seed).
+        seed_col: the seed column.
+        reps, alpha, seed: bootstrap settings (`tasks.methods.rliable.difference_ci`).
+
+    Returns:
+        Table with the key columns followed by ``METRICS_SCHEMA_TAIL``.
+    """
+    _require(a, [seed_col], "run A results")
+    _require(b, [seed_col], "run B results")
+    keys = list(keys) if keys is not None else _key_columns(a, [seed_col])
+    metrics = list(metrics) if metrics is not None else _metric_columns(a, [*keys, seed_col])
+    if not metrics:
+        raise ValueError("no metric columns to compare (no float columns in run A results)")
+    _require(a, [*keys, *metrics], "run A results")
+    _require(b, [*keys, *metrics], "run B results")
+
+    rows = []
+    for metric in metrics:
+        ga, gb = _groups(a, keys, seed_col, metric), _groups(b, keys, seed_col, metric)
+        for k in sorted(set(ga) & set(gb), key=str):
+            va = np.array(list(ga[k].values()), dtype=np.float64)
+            vb = np.array(list(gb[k].values()), dtype=np.float64)
+            if not (np.all(np.isfinite(va)) and np.all(np.isfinite(vb))):
+                raise ValueError(f"non-finite {metric!r} for {dict(zip(keys, k))}")
+            row = dict(zip(keys, k))
+            row.update(metric=metric, n_seeds_a=len(va), n_seeds_b=len(vb),
+                       mean_a=float(va.mean()), mean_b=float(vb.mean()),
+                       diff=float(vb.mean() - va.mean()))
+            if len(va) >= 2 and len(vb) >= 2:
+                iv = difference_ci(va, vb, "mean", reps=reps, alpha=alpha, seed=seed)
+                moved = "up" if iv.lo > 0 else "down" if iv.hi < 0 else ""
+                row.update(diff_lo=iv.lo, diff_hi=iv.hi, moved=moved)
+            else:
+                row.update(diff_lo=float("nan"), diff_hi=float("nan"), moved="no CI (<2 seeds)")
+            rows.append(row)
+    schema = pa.schema([pa.field(k, a.schema.field(k).type) for k in keys] + METRICS_SCHEMA_TAIL)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# ---- item flips -----------------------------------------------------------------------------
+FLIPS_TAIL = [("label", pa.int64()), ("pred_a", pa.int64()), ("pred_b", pa.int64()),
+              ("kind", pa.string())]  # after the key columns and the item id column
+SUMMARY_TAIL = [("n_items", pa.int64()), ("acc_a", pa.float64()), ("acc_b", pa.float64()),
+                ("negative_flips", pa.int64()), ("positive_flips", pa.int64()),
+                ("nfr", pa.float64()), ("pfr", pa.float64()), ("unmatched", pa.int64())]
+
+
+def compare_predictions(
+    a: pa.Table, b: pa.Table, keys: Sequence[str] = ("model", "seed"), item: str = "id"
+) -> tuple[pa.Table, pa.Table]:
+    """Item flips between two runs' item-level predictions.
+
+    Args:
+        a, b: prediction tables with ``keys``, ``item``, ``label``, ``pred``, ``correct``.
+        keys: columns that identify the model instance (default: model and seed).
+        item: the test-item id column.
+
+    Returns:
+        (summary, flips): summary has one row per key with counts, NFR (= negative flips /
+        matched items) and PFR; flips lists each flipped item with ``kind`` "negative"
+        (right in A, wrong in B) or "positive".
+    """
+    cols = [*keys, item, "label", "pred", "correct"]
+    _require(a, cols, "run A predictions")
+    _require(b, cols, "run B predictions")
+
+    def index(t: pa.Table, what: str) -> dict[tuple, dict[int, tuple[int, int, bool]]]:
+        data = {c: t.column(c).to_pylist() for c in cols}
+        out: dict[tuple, dict[int, tuple[int, int, bool]]] = {}
+        for i in range(t.num_rows):
+            k = tuple(data[c][i] for c in keys)
+            it = data[item][i]
+            if it in out.setdefault(k, {}):
+                raise ValueError(f"{what}: duplicate {item}={it} for {dict(zip(keys, k))}")
+            out[k][it] = (data["label"][i], data["pred"][i], bool(data["correct"][i]))
+        return out
+
+    ia, ib = index(a, "run A predictions"), index(b, "run B predictions")
+    common = sorted(set(ia) & set(ib), key=str)
+    if not common:
+        raise ValueError(f"runs A and B share no {list(keys)} combination to compare")
+    summary, flips = [], []
+    for k in common:
+        shared = sorted(set(ia[k]) & set(ib[k]))
+        unmatched = len(set(ia[k]) ^ set(ib[k]))
+        if not shared:
+            raise ValueError(f"no common {item} values for {dict(zip(keys, k))}: different test sets?")
+        neg = pos = hits_a = hits_b = 0
+        for it in shared:
+            (label_a, pred_a, ok_a), (label_b, pred_b, ok_b) = ia[k][it], ib[k][it]
+            if label_a != label_b:
+                raise ValueError(f"{item}={it} has label {label_a} in run A but {label_b} in run B")
+            hits_a, hits_b = hits_a + ok_a, hits_b + ok_b
+            if ok_a != ok_b:
+                kind = "negative" if ok_a else "positive"
+                neg, pos = neg + (kind == "negative"), pos + (kind == "positive")
+                flips.append({**dict(zip(keys, k)), item: it, "label": label_a,
+                              "pred_a": pred_a, "pred_b": pred_b, "kind": kind})
+        n = len(shared)
+        summary.append({**dict(zip(keys, k)), "n_items": n, "acc_a": hits_a / n, "acc_b": hits_b / n,
+                        "negative_flips": neg, "positive_flips": pos, "nfr": neg / n, "pfr": pos / n,
+                        "unmatched": unmatched})
+    key_fields = [pa.field(k, a.schema.field(k).type) for k in keys]
+    flips_schema = pa.schema(key_fields + [pa.field(item, a.schema.field(item).type)] + FLIPS_TAIL)
+    return (pa.Table.from_pylist(summary, schema=pa.schema(key_fields + SUMMARY_TAIL)),
+            pa.Table.from_pylist(flips, schema=flips_schema))
+
+
+def compare_runs(
+    results_a: pa.Table,
+    results_b: pa.Table,
+    predictions_a: pa.Table | None = None,
+    predictions_b: pa.Table | None = None,
+    **metric_kwargs,
+) -> CompareResult:
+    """`compare_metrics` plus (when both prediction tables are given) `compare_predictions`."""
+    metrics = compare_metrics(results_a, results_b, **metric_kwargs)
+    if (predictions_a is None) != (predictions_b is None):
+        raise ValueError("give item-level predictions for both runs or for neither")
+    if predictions_a is None:
+        empty_keys = [pa.field("model", pa.string()), pa.field("seed", pa.int64())]
+        summary = pa.Table.from_pylist([], schema=pa.schema(empty_keys + SUMMARY_TAIL))
+        flips = pa.Table.from_pylist(
+            [], schema=pa.schema(empty_keys + [pa.field("id", pa.int64())] + FLIPS_TAIL))
+    else:
+        summary, flips = compare_predictions(predictions_a, predictions_b)
+    return CompareResult(metrics=metrics, flip_summary=summary, flips=flips)

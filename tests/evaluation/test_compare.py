@@ -1,0 +1,96 @@
+"""Tests for tasks/compare.py on tiny hand-built tables."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from tasks.compare import compare_metrics, compare_predictions, compare_runs
+
+
+def results(rows: list[tuple[str, int, float, float]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{"model": m, "seed": s, "acc": acc, "loss": loss} for m, s, acc, loss in rows],
+        schema=pa.schema([("model", pa.string()), ("seed", pa.int64()),
+                          ("acc", pa.float64()), ("loss", pa.float64())]),
+    )
+
+
+def predictions(model: str, seed: int, labels: list[int], preds: list[int]) -> list[dict]:
+    return [{"model": model, "seed": seed, "id": i, "label": y, "pred": p, "correct": y == p}
+            for i, (y, p) in enumerate(zip(labels, preds))]
+
+
+PRED_SCHEMA = pa.schema([("model", pa.string()), ("seed", pa.int64()), ("id", pa.int64()),
+                         ("label", pa.int64()), ("pred", pa.int64()), ("correct", pa.bool_())])
+
+RUN_A = results([("dense", s, 0.95 + 0.001 * s, 0.20) for s in range(5)]
+                + [("pruned", s, 0.90 + 0.001 * s, 0.30 + 0.001 * s) for s in range(5)])
+# pruned accuracy drops by 5 points in run B, dense unchanged up to noise
+RUN_B = results([("dense", s, 0.95 + 0.001 * ((s + 2) % 5), 0.20) for s in range(5)]
+                + [("pruned", s, 0.85 + 0.001 * s, 0.30 + 0.001 * s) for s in range(5)])
+
+
+def test_metrics_that_moved() -> None:
+    table = compare_metrics(RUN_A, RUN_B, reps=500)
+    rows = {(r["model"], r["metric"]): r for r in table.to_pylist()}
+    assert set(rows) == {("dense", "acc"), ("pruned", "acc"), ("dense", "loss"), ("pruned", "loss")}
+    moved = rows[("pruned", "acc")]
+    assert moved["diff"] == pytest.approx(-0.05)
+    assert moved["diff_hi"] < 0 and moved["moved"] == "down"
+    assert rows[("dense", "acc")]["moved"] == ""
+    assert rows[("dense", "acc")]["diff"] == pytest.approx(0.0, abs=1e-12)
+    assert rows[("pruned", "loss")]["moved"] == ""
+
+
+def test_single_seed_has_no_ci() -> None:
+    a = results([("dense", 0, 0.9, 0.1)])
+    b = results([("dense", 0, 0.8, 0.1)])
+    row = compare_metrics(a, b, metrics=["acc"]).to_pylist()[0]
+    assert row["moved"] == "no CI (<2 seeds)"
+    assert math.isnan(row["diff_lo"])
+    assert row["diff"] == pytest.approx(-0.1)
+
+
+def test_negative_and_positive_flips() -> None:
+    labels = [0, 1, 2, 3, 4]
+    a = pa.Table.from_pylist(predictions("dense", 0, labels, [0, 1, 2, 0, 0]), schema=PRED_SCHEMA)
+    b = pa.Table.from_pylist(predictions("dense", 0, labels, [0, 9, 2, 3, 0]), schema=PRED_SCHEMA)
+    summary, flips = compare_predictions(a, b)
+    s = summary.to_pylist()[0]
+    assert (s["n_items"], s["negative_flips"], s["positive_flips"]) == (5, 1, 1)
+    assert s["acc_a"] == pytest.approx(0.6) and s["acc_b"] == pytest.approx(0.6)
+    assert s["nfr"] == pytest.approx(0.2) and s["pfr"] == pytest.approx(0.2)
+    by_kind = {r["kind"]: r for r in flips.to_pylist()}
+    assert by_kind["negative"]["id"] == 1 and by_kind["negative"]["pred_b"] == 9
+    assert by_kind["positive"]["id"] == 3
+
+
+def test_compare_runs_and_filters() -> None:
+    labels = [0, 1]
+    pa_a = pa.Table.from_pylist(predictions("pruned", 0, labels, [0, 1]), schema=PRED_SCHEMA)
+    pa_b = pa.Table.from_pylist(predictions("pruned", 0, labels, [1, 1]), schema=PRED_SCHEMA)
+    res = compare_runs(RUN_A, RUN_B, pa_a, pa_b, reps=300)
+    assert res.moved().num_rows == 1
+    assert res.negative_flips().column("id").to_pylist() == [0]
+    no_items = compare_runs(RUN_A, RUN_B, reps=300)
+    assert no_items.flips.num_rows == 0
+    with pytest.raises(ValueError, match="both runs or for neither"):
+        compare_runs(RUN_A, RUN_B, pa_a, None)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['acc'\]"):
+        compare_metrics(RUN_A, RUN_B.drop_columns(["acc"]), metrics=["acc"])
+    dup = results([("dense", 0, 0.9, 0.1), ("dense", 0, 0.8, 0.1)])
+    with pytest.raises(ValueError, match="duplicate row"):
+        compare_metrics(dup, dup)
+    a = pa.Table.from_pylist(predictions("dense", 0, [0], [0]), schema=PRED_SCHEMA)
+    b = pa.Table.from_pylist(predictions("other", 0, [0], [0]), schema=PRED_SCHEMA)
+    with pytest.raises(ValueError, match="share no"):
+        compare_predictions(a, b)
+    relabelled = pa.Table.from_pylist(predictions("dense", 0, [1], [0]), schema=PRED_SCHEMA)
+    with pytest.raises(ValueError, match="label 0 in run A but 1 in run B"):
+        compare_predictions(a, relabelled)
