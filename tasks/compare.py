@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tasks.analysis import require_columns, values_by_key
 from tasks.methods.rliable import difference_ci
 
 __all__ = ["CompareResult", "compare_metrics", "compare_predictions", "compare_runs"]
@@ -86,12 +87,6 @@ class CompareResult:
         return "\n".join(out).rstrip() + "\n"
 
 
-def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{what} is missing column(s) {missing}; has {table.column_names}")
-
-
 def _key_columns(table: pa.Table, exclude: Sequence[str]) -> list[str]:
     return [f.name for f in table.schema
             if f.name not in exclude and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
@@ -99,19 +94,6 @@ def _key_columns(table: pa.Table, exclude: Sequence[str]) -> list[str]:
 
 def _metric_columns(table: pa.Table, exclude: Sequence[str]) -> list[str]:
     return [f.name for f in table.schema if f.name not in exclude and pa.types.is_floating(f.type)]
-
-
-def _groups(table: pa.Table, keys: Sequence[str], seed: str, metric: str) -> dict[tuple, dict[int, float]]:
-    """(key values) -> {seed: value}; duplicate (key, seed) rows are an error."""
-    out: dict[tuple, dict[int, float]] = {}
-    cols = {c: table.column(c).to_pylist() for c in (*keys, seed, metric)}
-    for i in range(table.num_rows):
-        k = tuple(cols[c][i] for c in keys)
-        s = cols[seed][i]
-        if s in out.setdefault(k, {}):
-            raise ValueError(f"duplicate row for {dict(zip(keys, k))}, {seed}={s}")
-        out[k][s] = cols[metric][i]
-    return out
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -137,18 +119,18 @@ def compare_metrics(
     Returns:
         Table with the key columns followed by ``METRICS_SCHEMA_TAIL``.
     """
-    _require(a, [seed_col], "run A results")
-    _require(b, [seed_col], "run B results")
+    require_columns(a, [seed_col], "run A results")
+    require_columns(b, [seed_col], "run B results")
     keys = list(keys) if keys is not None else _key_columns(a, [seed_col])
     metrics = list(metrics) if metrics is not None else _metric_columns(a, [*keys, seed_col])
     if not metrics:
         raise ValueError("no metric columns to compare (no float columns in run A results)")
-    _require(a, [*keys, *metrics], "run A results")
-    _require(b, [*keys, *metrics], "run B results")
+    require_columns(a, [*keys, *metrics], "run A results")
+    require_columns(b, [*keys, *metrics], "run B results")
 
     rows = []
     for metric in metrics:
-        ga, gb = _groups(a, keys, seed_col, metric), _groups(b, keys, seed_col, metric)
+        ga, gb = values_by_key(a, keys, seed_col, metric), values_by_key(b, keys, seed_col, metric)
         for k in sorted(set(ga) & set(gb), key=str):
             va = np.array(list(ga[k].values()), dtype=np.float64)
             vb = np.array(list(gb[k].values()), dtype=np.float64)
@@ -193,8 +175,8 @@ def compare_predictions(
         (right in A, wrong in B) or "positive".
     """
     cols = [*keys, item, "label", "pred", "correct"]
-    _require(a, cols, "run A predictions")
-    _require(b, cols, "run B predictions")
+    require_columns(a, cols, "run A predictions")
+    require_columns(b, cols, "run B predictions")
 
     def index(t: pa.Table, what: str) -> dict[tuple, dict[int, tuple[int, int, bool]]]:
         data = {c: t.column(c).to_pylist() for c in cols}

@@ -1,0 +1,196 @@
+"""Seed-aware statistics over evaluation tables, shared by every paper's report stage.
+
+Table-level wrappers around `tasks.methods.rliable` (Agarwal et al. 2021) and
+`tasks.methods.irt` (2PL item response theory), so a paper's report asks questions such as
+"accuracy of each model with a 95 % CI over seeds", "IQM over seeds x datasets", "P(dense >
+pruned)" or "which test items separate these models" in one call.
+
+Input tables (written by the evaluate stages):
+    results: one row per (model, seed): string key columns (``model``, ...), int ``seed``,
+        float metric columns (``acc``, ``loss``, ...).
+    predictions: ``model`` (string), ``seed`` (int), ``id`` (int, test item), ``correct`` (bool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.methods import rliable
+from tasks.methods.irt import IRTFit, fit_2pl, item_separation
+
+__all__ = [
+    "aggregate_table",
+    "irt_tables",
+    "require_columns",
+    "score_matrices",
+    "seed_intervals",
+    "values_by_key",
+]
+
+INTERVAL_TAIL = [("metric", pa.string()), ("n_seeds", pa.int64()), ("mean", pa.float64()),
+                 ("lo", pa.float64()), ("hi", pa.float64())]
+
+
+def require_columns(table: pa.Table, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; has {table.column_names}")
+
+
+def values_by_key(table: pa.Table, keys: Sequence[str], seed_col: str, metric: str) -> dict[tuple, dict]:
+    """(key values) -> {seed: value}, rejecting duplicate (key, seed) rows."""
+    cols = {c: table.column(c).to_pylist() for c in (*keys, seed_col, metric)}
+    out: dict[tuple, dict] = {}
+    for i in range(table.num_rows):
+        k = tuple(cols[c][i] for c in keys)
+        s = cols[seed_col][i]
+        if s in out.setdefault(k, {}):
+            raise ValueError(f"duplicate row for {dict(zip(keys, k))}, {seed_col}={s}")
+        out[k][s] = cols[metric][i]
+    return out
+
+
+def seed_intervals(
+    results: pa.Table,
+    keys: Sequence[str] = ("model",),
+    metrics: Sequence[str] = ("acc",),
+    seed_col: str = "seed",
+    reps: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pa.Table:
+    """Mean over seeds with a (1 - alpha) bootstrap CI, per key and metric.
+
+    Returns:
+        Table: key columns, ``metric``, ``n_seeds``, ``mean``, ``lo``, ``hi`` (lo = hi = NaN
+        when a key has a single seed).
+    """
+    require_columns(results, [*keys, *metrics, seed_col], "results")
+    rows = []
+    for metric in metrics:
+        for k, by_seed in sorted(values_by_key(results, keys, seed_col, metric).items(), key=str):
+            values = [by_seed[s] for s in sorted(by_seed)]
+            if len(values) >= 2:
+                point, lo, hi = rliable.bootstrap_ci(values, "mean", reps, alpha, seed)
+            else:
+                point, lo, hi = float(values[0]), float("nan"), float("nan")
+            rows.append({**dict(zip(keys, k)), "metric": metric, "n_seeds": len(values),
+                         "mean": point, "lo": lo, "hi": hi})
+    schema = pa.schema([results.schema.field(k) for k in keys] + INTERVAL_TAIL)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def score_matrices(
+    results_by_task: Mapping[str, pa.Table],
+    metric: str = "acc",
+    key: str = "model",
+    seed_col: str = "seed",
+) -> dict[str, np.ndarray]:
+    """Per model, the (seeds x tasks) score array rliable's aggregates expect.
+
+    Args:
+        results_by_task: task (e.g. dataset) name -> results table of that task.
+        metric: the score column.
+        key: the column naming a model.
+
+    Returns:
+        model -> (R, T) float array, rows ordered by seed, columns in ``results_by_task`` order.
+        Only models present in every task are kept; each needs the same number of seeds in
+        every task.
+    """
+    if not results_by_task:
+        raise ValueError("results_by_task is empty")
+    per_task = {}
+    for task, table in results_by_task.items():
+        require_columns(table, [key, seed_col, metric], f"results of task {task!r}")
+        per_task[task] = {k[0]: v for k, v in values_by_key(table, [key], seed_col, metric).items()}
+    models = set.intersection(*(set(v) for v in per_task.values()))
+    out = {}
+    for model in sorted(models):
+        columns = [[by_seed[s] for s in sorted(by_seed)] for by_seed in
+                   (per_task[t][model] for t in results_by_task)]
+        if len({len(c) for c in columns}) != 1:
+            raise ValueError(f"model {model!r} has different seed counts per task: "
+                             f"{dict(zip(results_by_task, map(len, columns)))}")
+        out[model] = np.array(columns, dtype=np.float64).T  # (R, T)
+    return out
+
+
+def aggregate_table(
+    score_dict: Mapping[str, np.ndarray],
+    metrics: Sequence[str] = ("mean", "median", "iqm"),
+    reps: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pa.Table:
+    """rliable aggregates with stratified-bootstrap CIs, one row per (model, aggregate)."""
+    rows = []
+    for name in metrics:
+        for model, iv in rliable.interval_estimates(score_dict, name, reps, alpha, seed).items():
+            rows.append({"model": model, "aggregate": name, "point": iv.point, "lo": iv.lo, "hi": iv.hi})
+    schema = pa.schema([("model", pa.string()), ("aggregate", pa.string()), ("point", pa.float64()),
+                        ("lo", pa.float64()), ("hi", pa.float64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def irt_tables(
+    predictions: pa.Table,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    model_col: str = "model",
+    seed_col: str = "seed",
+    item_col: str = "id",
+    **fit_kwargs,
+) -> tuple[pa.Table, pa.Table, IRTFit]:
+    """Fit a 2PL over the (model x seed) x item correctness matrix of ``predictions``.
+
+    Every (model, seed) pair is one respondent. ``groups`` (name -> list of model names)
+    adds one separation column per group, ``sep_<name>``: how well each item separates the
+    respondents of that group (`tasks.methods.irt.item_separation`).
+
+    Returns:
+        (respondents, items, fit): respondents has ``model``, ``seed``, ``ability``,
+        ``ability_se``, ``accuracy``; items has ``id``, ``p_correct``, ``difficulty``,
+        ``difficulty_se``, ``discrimination``, ``discrimination_se``, ``flag`` and the
+        separation columns.
+    """
+    require_columns(predictions, [model_col, seed_col, item_col, "correct"], "predictions")
+    models = predictions.column(model_col).to_pylist()
+    seeds = predictions.column(seed_col).to_pylist()
+    items = predictions.column(item_col).to_pylist()
+    correct = predictions.column("correct").to_pylist()
+    respondents = sorted(set(zip(models, seeds)), key=str)
+    item_ids = sorted(set(items))
+    r_index = {r: i for i, r in enumerate(respondents)}
+    i_index = {it: j for j, it in enumerate(item_ids)}
+    y = np.full((len(respondents), len(item_ids)), -1, dtype=np.int8)  # (respondents, items)
+    for m, s, it, ok in zip(models, seeds, items, correct):
+        y[r_index[(m, s)], i_index[it]] = int(bool(ok))
+    if np.any(y < 0):
+        r, j = np.argwhere(y < 0)[0]
+        raise ValueError(f"predictions lack item {item_col}={item_ids[j]} for "
+                         f"{model_col}={respondents[r][0]!r}, {seed_col}={respondents[r][1]}")
+    fit = fit_2pl(y, **fit_kwargs)
+
+    resp_table = pa.table({
+        model_col: pa.array([r[0] for r in respondents], pa.string()),
+        seed_col: pa.array([r[1] for r in respondents], pa.int64()),
+        "ability": fit.ability, "ability_se": fit.ability_se,
+        "accuracy": y.mean(axis=1).astype(np.float64),
+    })
+    item_cols = {
+        item_col: pa.array(item_ids, pa.int64()),
+        "p_correct": y.mean(axis=0).astype(np.float64),
+        "difficulty": fit.difficulty, "difficulty_se": fit.difficulty_se,
+        "discrimination": fit.discrimination, "discrimination_se": fit.discrimination_se,
+        "flag": pa.array(fit.flags.tolist(), pa.string()),
+    }
+    for name, members in (groups or {}).items():
+        idx = [i for i, r in enumerate(respondents) if r[0] in set(members)]
+        if len(idx) < 2:
+            raise ValueError(f"group {name!r} matches {len(idx)} respondent(s); need >= 2 "
+                             f"(known models: {sorted(set(models))})")
+        item_cols[f"sep_{name}"] = item_separation(fit, idx)
+    return resp_table, pa.table(item_cols), fit
