@@ -21,6 +21,7 @@ Inputs are the tables the evaluate stages write:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,3 +240,78 @@ def compare_runs(
     else:
         summary, flips = compare_predictions(predictions_a, predictions_b)
     return CompareResult(metrics=metrics, flip_summary=summary, flips=flips)
+
+
+# PLATFORM: the command line (`python -m tasks compare RUN_A RUN_B`) --------------------------
+def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
+    """Relative directories holding ``results_name`` in both runs (e.g. ``evaluate_digits``).
+
+    A run is any directory: ``artifacts/<paper>`` (DVC), a stage directory, or a copy of
+    either kept from a previous night.
+    """
+    for run in (run_a, run_b):
+        if not run.is_dir():
+            raise ValueError(f"run directory not found: {run}")
+
+    def rel_dirs(root: Path) -> set[str]:
+        return {str(p.parent.relative_to(root)) for p in root.rglob(results_name)}
+
+    in_a, in_b = rel_dirs(run_a), rel_dirs(run_b)
+    common = sorted(in_a & in_b)
+    if not common:
+        raise ValueError(f"no {results_name} at the same relative path in both runs: "
+                         f"{run_a} has {sorted(in_a) or 'none'}, {run_b} has {sorted(in_b) or 'none'}")
+    return common
+
+
+def compare_dirs(
+    run_a: Path, run_b: Path, results_name: str = "results.parquet",
+    predictions_name: str = "predictions.parquet", reps: int = 2000,
+) -> dict[str, CompareResult]:
+    """`compare_runs` for every evaluate directory the two runs share."""
+    from tasks.artifacts import read
+
+    out = {}
+    for rel in find_pairs(run_a, run_b, results_name):
+        da, db = run_a / rel, run_b / rel
+        preds = [d / predictions_name for d in (da, db)]
+        both = all(p.is_file() for p in preds)
+        out[rel] = compare_runs(
+            read(da / results_name), read(db / results_name),
+            read(preds[0]) if both else None, read(preds[1]) if both else None, reps=reps,
+        )
+    return out
+
+
+def add_cli(subparsers) -> None:
+    """Register the ``compare`` subcommand on the ``python -m tasks`` parser."""
+    p = subparsers.add_parser(
+        "compare", help="compare two runs: metrics that moved beyond their CI, items that flipped",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("run_a", type=Path, help="the earlier run (e.g. a copy of artifacts/<paper>)")
+    p.add_argument("run_b", type=Path, help="the later run")
+    p.add_argument("--results", default="results.parquet", help="per-(model, seed) metrics file name")
+    p.add_argument("--predictions", default="predictions.parquet", help="item-level predictions file name")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
+    p.add_argument("--out", type=Path, help="also write the markdown report here (atomically)")
+    p.add_argument("--fail-on-change", action="store_true",
+                   help="exit 1 when a metric moved beyond its CI or an item flipped right -> wrong")
+    p.set_defaults(func=cli)
+
+
+def cli(args) -> int:
+    """Run the comparison, print markdown, optionally write it; return the exit status."""
+    results = compare_dirs(args.run_a, args.run_b, args.results, args.predictions, args.reps)
+    parts = []
+    for rel, res in results.items():
+        md = res.to_markdown(f"{args.run_a}", f"{args.run_b}")
+        parts.append(md.replace("# Run comparison:", f"# Run comparison [{rel}]:", 1))
+    text = "\n".join(parts)
+    print(text, end="")
+    if args.out:
+        from tasks.artifacts import write
+
+        write(args.out, text)
+    changed = any(r.moved().num_rows or r.negative_flips().num_rows for r in results.values())
+    return 1 if (args.fail_on_change and changed) else 0
