@@ -24,6 +24,8 @@ from tasks.methods.irt import IRTFit, fit_2pl, item_separation
 __all__ = [
     "aggregate_table",
     "irt_tables",
+    "plot_irt_items",
+    "poi_table",
     "require_columns",
     "score_matrices",
     "seed_intervals",
@@ -194,3 +196,48 @@ def irt_tables(
                              f"(known models: {sorted(set(models))})")
         item_cols[f"sep_{name}"] = item_separation(fit, idx)
     return resp_table, pa.table(item_cols), fit
+
+
+def poi_table(
+    score_dict: Mapping[str, np.ndarray], reps: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[pa.Table, object]:
+    """Pairwise P(row > column) with CIs as a long table, plus the heat-map figure.
+
+    Returns:
+        (table with ``x``, ``y``, ``p_x_beats_y``, ``lo``, ``hi``; matplotlib Figure).
+    """
+    names, point, lo, hi = rliable.poi_matrix(score_dict, reps, alpha, seed)
+    rows = [{"x": a, "y": b, "p_x_beats_y": point[i, j], "lo": lo[i, j], "hi": hi[i, j]}
+            for i, a in enumerate(names) for j, b in enumerate(names) if i != j]
+    schema = pa.schema([("x", pa.string()), ("y", pa.string()), ("p_x_beats_y", pa.float64()),
+                        ("lo", pa.float64()), ("hi", pa.float64())])
+    fig = rliable.plot_probability_of_improvement(names, point, lo, hi)
+    return pa.Table.from_pylist(rows, schema=schema), fig
+
+
+def plot_irt_items(items: pa.Table, separation: str | None = None):
+    """Scatter of item difficulty vs discrimination (an `irt_tables` items table).
+
+    Colour is the separation column when given, flagged items are drawn as crosses.
+    """
+    from matplotlib.figure import Figure
+
+    b = np.asarray(items.column("difficulty"))
+    a = np.asarray(items.column("discrimination"))
+    flagged = np.array([f != "" for f in items.column("flag").to_pylist()])
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    colour = np.asarray(items.column(separation)) if separation else None
+    sc = ax.scatter(b[~flagged], a[~flagged], s=12, c=None if colour is None else colour[~flagged],
+                    cmap="viridis", vmin=0, vmax=1, label="items")
+    if flagged.any():
+        ax.scatter(b[flagged], a[flagged], s=14, marker="x", color="tab:red",
+                   label=f"flagged ({int(flagged.sum())})")
+    if colour is not None:
+        fig.colorbar(sc, ax=ax, label=separation)
+    ax.set_xlabel("difficulty b")
+    ax.set_ylabel("discrimination a")
+    ax.set_title(f"2PL item parameters ({items.num_rows} items)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -76,3 +76,19 @@ def test_irt_tables_errors() -> None:
         irt_tables(preds.slice(0, preds.num_rows - 1))
     with pytest.raises(ValueError, match="group 'g' matches 1"):
         irt_tables(preds, groups={"g": ["dense"]})
+
+
+def test_poi_table_and_irt_plot() -> None:
+    from matplotlib.figure import Figure
+
+    from tasks.analysis import plot_irt_items, poi_table
+
+    mats = {"dense": np.array([[0.9, 0.8], [0.91, 0.82]]), "pruned": np.array([[0.7, 0.6], [0.72, 0.61]])}
+    table, fig = poi_table(mats, reps=200)
+    rows = {(r["x"], r["y"]): r for r in table.to_pylist()}
+    assert rows[("dense", "pruned")]["p_x_beats_y"] == 1.0
+    assert rows[("pruned", "dense")]["p_x_beats_y"] == 0.0
+    assert isinstance(fig, Figure)
+    preds = _predictions({"dense": [1.0, 1.2], "pruned": [-1.0, -0.8]}, 30, 2)
+    _, items, _ = irt_tables(preds, groups={"all": ["dense", "pruned"]})
+    assert isinstance(plot_irt_items(items, "sep_all"), Figure)
