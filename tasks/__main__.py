@@ -5,6 +5,7 @@
     python -m tasks validate [--profile smoke]   # validate every params section, exit 1 if bad
     python -m tasks dvc-yaml [--check]           # (re)generate dvc.yaml from the declarations
     python -m tasks params --profile smoke       # print params.yaml with a profile applied
+    python -m tasks compare RUN_A RUN_B          # metrics that moved beyond their CI, item flips
 
 Bad input exits with status 2 and a one-paragraph error naming the key or file; nothing is
 written.
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dvc-yaml", help="generate dvc.yaml from the stage declarations")
     d.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date")
     d.set_defaults(fn=cmd_dvc_yaml)
+    from tasks.compare import add_cli as add_compare_cli
+
+    add_compare_cli(sub)  # python -m tasks compare RUN_A RUN_B (docs/evaluation.md)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from tasks.errors import ReprolabError
 from tasks.methods import rliable
 from tasks.methods.irt import IRTFit, fit_2pl, item_separation
 
@@ -39,7 +40,7 @@ INTERVAL_TAIL = [("metric", pa.string()), ("n_seeds", pa.int64()), ("mean", pa.f
 def require_columns(table: pa.Table, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise ValueError(f"{what} is missing column(s) {missing}; has {table.column_names}")
+        raise ReprolabError(f"{what} is missing column(s) {missing}; has {table.column_names}")
 
 
 def values_by_key(table: pa.Table, keys: Sequence[str], seed_col: str, metric: str) -> dict[tuple, dict]:
@@ -50,7 +51,7 @@ def values_by_key(table: pa.Table, keys: Sequence[str], seed_col: str, metric: s
         k = tuple(cols[c][i] for c in keys)
         s = cols[seed_col][i]
         if s in out.setdefault(k, {}):
-            raise ValueError(f"duplicate row for {dict(zip(keys, k))}, {seed_col}={s}")
+            raise ReprolabError(f"duplicate row for {dict(zip(keys, k))}, {seed_col}={s}")
         out[k][s] = cols[metric][i]
     return out
 
@@ -104,7 +105,7 @@ def score_matrices(
         every task.
     """
     if not results_by_task:
-        raise ValueError("results_by_task is empty")
+        raise ReprolabError("results_by_task is empty")
     per_task = {}
     for task, table in results_by_task.items():
         require_columns(table, [key, seed_col, metric], f"results of task {task!r}")
@@ -115,7 +116,7 @@ def score_matrices(
         columns = [[by_seed[s] for s in sorted(by_seed)] for by_seed in
                    (per_task[t][model] for t in results_by_task)]
         if len({len(c) for c in columns}) != 1:
-            raise ValueError(f"model {model!r} has different seed counts per task: "
+            raise ReprolabError(f"model {model!r} has different seed counts per task: "
                              f"{dict(zip(results_by_task, map(len, columns)))}")
         out[model] = np.array(columns, dtype=np.float64).T  # (R, T)
     return out
@@ -172,7 +173,7 @@ def irt_tables(
         y[r_index[(m, s)], i_index[it]] = int(bool(ok))
     if np.any(y < 0):
         r, j = np.argwhere(y < 0)[0]
-        raise ValueError(f"predictions lack item {item_col}={item_ids[j]} for "
+        raise ReprolabError(f"predictions lack item {item_col}={item_ids[j]} for "
                          f"{model_col}={respondents[r][0]!r}, {seed_col}={respondents[r][1]}")
     fit = fit_2pl(y, **fit_kwargs)
 
@@ -192,7 +193,7 @@ def irt_tables(
     for name, members in (groups or {}).items():
         idx = [i for i, r in enumerate(respondents) if r[0] in set(members)]
         if len(idx) < 2:
-            raise ValueError(f"group {name!r} matches {len(idx)} respondent(s); need >= 2 "
+            raise ReprolabError(f"group {name!r} matches {len(idx)} respondent(s); need >= 2 "
                              f"(known models: {sorted(set(models))})")
         item_cols[f"sep_{name}"] = item_separation(fit, idx)
     return resp_table, pa.table(item_cols), fit

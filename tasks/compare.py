@@ -21,13 +21,14 @@ Inputs are the tables the evaluate stages write:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from tasks.analysis import require_columns, values_by_key
+from tasks.errors import ReprolabError
 from tasks.methods.rliable import difference_ci
 
 __all__ = ["CompareResult", "compare_metrics", "compare_predictions", "compare_runs"]
@@ -125,7 +126,7 @@ def compare_metrics(
     keys = list(keys) if keys is not None else _key_columns(a, [seed_col])
     metrics = list(metrics) if metrics is not None else _metric_columns(a, [*keys, seed_col])
     if not metrics:
-        raise ValueError("no metric columns to compare (no float columns in run A results)")
+        raise ReprolabError("no metric columns to compare (no float columns in run A results)")
     require_columns(a, [*keys, *metrics], "run A results")
     require_columns(b, [*keys, *metrics], "run B results")
 
@@ -136,7 +137,7 @@ def compare_metrics(
             va = np.array(list(ga[k].values()), dtype=np.float64)
             vb = np.array(list(gb[k].values()), dtype=np.float64)
             if not (np.all(np.isfinite(va)) and np.all(np.isfinite(vb))):
-                raise ValueError(f"non-finite {metric!r} for {dict(zip(keys, k))}")
+                raise ReprolabError(f"non-finite {metric!r} for {dict(zip(keys, k))}")
             row = dict(zip(keys, k))
             row.update(metric=metric, n_seeds_a=len(va), n_seeds_b=len(vb),
                        mean_a=float(va.mean()), mean_b=float(vb.mean()),
@@ -186,25 +187,25 @@ def compare_predictions(
             k = tuple(data[c][i] for c in keys)
             it = data[item][i]
             if it in out.setdefault(k, {}):
-                raise ValueError(f"{what}: duplicate {item}={it} for {dict(zip(keys, k))}")
+                raise ReprolabError(f"{what}: duplicate {item}={it} for {dict(zip(keys, k))}")
             out[k][it] = (data["label"][i], data["pred"][i], bool(data["correct"][i]))
         return out
 
     ia, ib = index(a, "run A predictions"), index(b, "run B predictions")
     common = sorted(set(ia) & set(ib), key=str)
     if not common:
-        raise ValueError(f"runs A and B share no {list(keys)} combination to compare")
+        raise ReprolabError(f"runs A and B share no {list(keys)} combination to compare")
     summary, flips = [], []
     for k in common:
         shared = sorted(set(ia[k]) & set(ib[k]))
         unmatched = len(set(ia[k]) ^ set(ib[k]))
         if not shared:
-            raise ValueError(f"no common {item} values for {dict(zip(keys, k))}: different test sets?")
+            raise ReprolabError(f"no common {item} values for {dict(zip(keys, k))}: different test sets?")
         neg = pos = hits_a = hits_b = 0
         for it in shared:
             (label_a, pred_a, ok_a), (label_b, pred_b, ok_b) = ia[k][it], ib[k][it]
             if label_a != label_b:
-                raise ValueError(f"{item}={it} has label {label_a} in run A but {label_b} in run B")
+                raise ReprolabError(f"{item}={it} has label {label_a} in run A but {label_b} in run B")
             hits_a, hits_b = hits_a + ok_a, hits_b + ok_b
             if ok_a != ok_b:
                 kind = "negative" if ok_a else "positive"
@@ -231,7 +232,7 @@ def compare_runs(
     """`compare_metrics` plus (when both prediction tables are given) `compare_predictions`."""
     metrics = compare_metrics(results_a, results_b, **metric_kwargs)
     if (predictions_a is None) != (predictions_b is None):
-        raise ValueError("give item-level predictions for both runs or for neither")
+        raise ReprolabError("give item-level predictions for both runs or for neither")
     if predictions_a is None:
         empty_keys = [pa.field("model", pa.string()), pa.field("seed", pa.int64())]
         summary = pa.Table.from_pylist([], schema=pa.schema(empty_keys + SUMMARY_TAIL))
@@ -251,7 +252,7 @@ def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
     """
     for run in (run_a, run_b):
         if not run.is_dir():
-            raise ValueError(f"run directory not found: {run}")
+            raise ReprolabError(f"run directory not found: {run}")
 
     def rel_dirs(root: Path) -> set[str]:
         return {str(p.parent.relative_to(root)) for p in root.rglob(results_name)}
@@ -259,7 +260,7 @@ def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
     in_a, in_b = rel_dirs(run_a), rel_dirs(run_b)
     common = sorted(in_a & in_b)
     if not common:
-        raise ValueError(f"no {results_name} at the same relative path in both runs: "
+        raise ReprolabError(f"no {results_name} at the same relative path in both runs: "
                          f"{run_a} has {sorted(in_a) or 'none'}, {run_b} has {sorted(in_b) or 'none'}")
     return common
 
@@ -297,7 +298,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", type=Path, help="also write the markdown report here (atomically)")
     p.add_argument("--fail-on-change", action="store_true",
                    help="exit 1 when a metric moved beyond its CI or an item flipped right -> wrong")
-    p.set_defaults(func=cli)
+    p.set_defaults(fn=cli)
 
 
 def cli(args) -> int:

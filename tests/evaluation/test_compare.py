@@ -94,3 +94,45 @@ def test_bad_input() -> None:
     relabelled = pa.Table.from_pylist(predictions("dense", 0, [1], [0]), schema=PRED_SCHEMA)
     with pytest.raises(ValueError, match="label 0 in run A but 1 in run B"):
         compare_predictions(a, relabelled)
+
+
+def _write_run(root, acc_shift: float, flip: bool) -> None:
+    from tasks.artifacts import write
+
+    d = root / "evaluate_digits"
+    rows = [("dense", s, 0.95 + 0.002 * s + acc_shift, 0.2) for s in range(3)]
+    write(d / "results.parquet", results(rows))
+    preds = []
+    for s in range(3):
+        preds += predictions("dense", s, [0, 1, 2], [0, 1, 0 if (flip and s == 0) else 2])
+    write(d / "predictions.parquet", pa.Table.from_pylist(preds, schema=PRED_SCHEMA))
+
+
+def test_cli_compare(tmp_path, capsys) -> None:
+    from tasks.__main__ import main
+
+    _write_run(tmp_path / "a", 0.0, flip=False)
+    _write_run(tmp_path / "b", -0.05, flip=True)
+    out = tmp_path / "cmp.md"
+    rc = main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--reps", "300",
+               "--out", str(out), "--fail-on-change"])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "Run comparison [evaluate_digits]" in text
+    assert "Metrics that moved beyond their 95% CI (1 of 2)" in text
+    assert "Negative flips (right in" in text and ": 1" in text
+    assert out.read_text() == text
+    # unchanged runs pass
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--reps", "300",
+                 "--fail-on-change"]) == 0
+
+
+def test_cli_compare_bad_dirs(tmp_path, capsys) -> None:
+    from tasks.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    _write_run(tmp_path / "a", 0.0, flip=False)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "empty")]) == 2
+    assert "no results.parquet at the same relative path" in capsys.readouterr().err
