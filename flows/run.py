@@ -35,7 +35,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from tasks import artifacts, tracking  # noqa: E402
 from tasks.errors import ReprolabError  # noqa: E402
 from tasks.params import load_all  # noqa: E402
-from tasks.report import render_html  # noqa: E402
+from tasks.report import publish, write_index  # noqa: E402
 from tasks.stage import (  # noqa: E402
     Paper,
     StageResult,
@@ -101,30 +101,23 @@ def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str,
 
 
 def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[str, str]) -> Path | None:
-    """Copy the paper's ``report`` stage output to ``reports/<paper>/`` with a lineage section.
+    """Publish the paper's ``report`` stage output to ``reports/<paper>/`` with a lineage section,
+    and rebuild ``reports/index.md``/``.html`` (:func:`tasks.report.publish`, :func:`write_index`).
 
     The report in the store stays a pure function of the stage inputs (so it caches); the
     published copy adds what ran: commit, params hash, stage keys, input hashes, MLflow run.
     The published directory is the "latest" view; every version stays in the store and MLflow.
     """
+    from flows.papers import discover
+
     rep = results.get("report")
     if rep is None or "report" not in rep.outputs:
         return None
-    src = rep.path("report")
-    dest = reports_root() / paper.name
-    lines = ["", "## Lineage", "", "| what | value |", "|---|---|"]
-    lines += [f"| {k} | `{v}` |" for k, v in lineage.items()]
-    lines += ["", "| stage | cache key | reused | seconds | outputs (sha256) |", "|---|---|---|---|---|"]
-    for name, r in results.items():
-        outs = ", ".join(f"{k}: `{v['sha256'][:12]}`" for k, v in r.outputs.items())
-        lines.append(f"| {name} | `{r.key[:12]}` | {r.reused} | {r.seconds:.2f} | {outs} |")
-    text = src.read_text() + "\n".join(lines) + "\n"
-    for f in src.parent.iterdir():  # figures referenced by the report
-        if f.suffix == ".png":
-            artifacts.atomic_write_bytes(dest / f.name, f.read_bytes())
-    artifacts.write(dest / "report.md", text)
-    artifacts.write(dest / "report.html", render_html(text, f"reprolab: {paper.name}"))
-    return dest / "report.md"
+    stages = [{"stage": name, "key": r.key, "reused": r.reused, "seconds": r.seconds,
+               "outputs": {k: v["sha256"] for k, v in r.outputs.items()}} for name, r in results.items()]
+    path = publish(rep.path("report").parent, reports_root() / paper.name, paper.name, lineage, stages)
+    write_index(reports_root(), discover())
+    return path
 
 
 def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] | None = None) -> dict[str, Any]:

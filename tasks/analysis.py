@@ -216,29 +216,30 @@ def poi_table(
     return pa.Table.from_pylist(rows, schema=schema), fig
 
 
-def plot_irt_items(items: pa.Table, separation: str | None = None):
-    """Scatter of item difficulty vs discrimination (an `irt_tables` items table).
+def plot_irt_items(items_by_name: Mapping[str, pa.Table], separation: str | None = None):
+    """Item difficulty vs discrimination, one panel per `irt_tables` items table.
 
-    Colour is the separation column when given, flagged items are drawn as crosses.
+    Colour is the ``separation`` column when given; flagged items are drawn as red crosses.
     """
     from matplotlib.figure import Figure
 
-    b = np.asarray(items.column("difficulty"))
-    a = np.asarray(items.column("discrimination"))
-    flagged = np.array([f != "" for f in items.column("flag").to_pylist()])
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.add_subplot(1, 1, 1)
-    colour = np.asarray(items.column(separation)) if separation else None
-    sc = ax.scatter(b[~flagged], a[~flagged], s=12, c=None if colour is None else colour[~flagged],
-                    cmap="viridis", vmin=0, vmax=1, label="items")
-    if flagged.any():
-        ax.scatter(b[flagged], a[flagged], s=14, marker="x", color="tab:red",
-                   label=f"flagged ({int(flagged.sum())})")
-    if colour is not None:
-        fig.colorbar(sc, ax=ax, label=separation)
-    ax.set_xlabel("difficulty b")
-    ax.set_ylabel("discrimination a")
-    ax.set_title(f"2PL item parameters ({items.num_rows} items)")
-    ax.legend(fontsize=8)
+    fig = Figure(figsize=(5.5 * len(items_by_name), 4))
+    for k, (name, items) in enumerate(items_by_name.items()):
+        ax = fig.add_subplot(1, len(items_by_name), k + 1)
+        b = np.asarray(items.column("difficulty"))
+        a = np.asarray(items.column("discrimination"))
+        flagged = np.array([f != "" for f in items.column("flag").to_pylist()], dtype=bool)
+        colour = np.asarray(items.column(separation))[~flagged] if separation else None
+        sc = ax.scatter(b[~flagged], a[~flagged], s=12, c=colour, cmap="viridis", vmin=0, vmax=1,
+                        label="items")
+        if flagged.any():
+            ax.scatter(b[flagged], a[flagged], s=14, marker="x", color="tab:red",
+                       label=f"flagged ({int(flagged.sum())})")
+        if separation:
+            fig.colorbar(sc, ax=ax, label=separation)
+        ax.set_xlabel("difficulty b")
+        ax.set_ylabel("discrimination a")
+        ax.set_title(f"{name}: 2PL item parameters ({items.num_rows} items)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

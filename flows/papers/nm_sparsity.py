@@ -4,7 +4,8 @@ general N:M sparsity", arXiv 2503.01253; catalogue: ../shared/papers/seed_catalo
 Pipeline, per dataset (sklearn digits, mnist1d): prepare -> train (dense MLP, several seeds)
 -> prune (magnitude N:M along each layer's reduction dim, v = 1 and NM-SpMM's v = 32) ->
 finetune (mask fixed) -> evaluate (accuracy, loss, parameter/byte counts, compressed-matmul
-parity); then one report over both datasets.
+parity); then one report over both datasets (bootstrap CIs over seeds, IQM and P(improvement)
+over seeds x datasets, 2PL item response theory over the test items: docs/evaluation.md).
 
 Reproduced at our scale if: the compressed N:M format and reference SpMM equal dense matmul
 with zeros to float tolerance, and accuracy falls gracefully with N/M (fine-tuned 2:4 within
@@ -93,9 +94,12 @@ PAPER = register_paper(
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
             Stage("report", nm.report, params=("report", "prune"),
-                  inputs={f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
+                  inputs={**{f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
+                          **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS}},
                   outputs={"report": "report.md", "summary": "summary.parquet",
-                           "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json"}),
+                           "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json",
+                           "claims": "claims.json", "poi": "probability_of_improvement.png",
+                           "irt": "irt_items.png", "items": "irt_items.parquet"}),
         ),
     )
 )

@@ -382,6 +382,51 @@ def _row(summary, dataset: str, model: str) -> dict:
     raise KeyError(f"{dataset}/{model} not in the summary")
 
 
+def seed_statistics(
+    results: dict[str, pa.Table], predictions: dict[str, pa.Table], p: ReportParams, prune_p: PruneParams
+) -> dict[str, object]:
+    """rliable aggregates over seeds x datasets, P(improvement) and 2PL IRT over test items.
+
+    Compares the dense model with the pruned and fine-tuned models at the lowest sparsity
+    (largest N/M) and smallest v. Returns tables, figures and headline numbers for ``report``.
+    """
+    from tasks.analysis import aggregate_table, irt_tables, plot_irt_items, poi_table, score_matrices
+
+    n, m = max((parse_pattern(x) for x in prune_p.patterns), key=lambda nm_: nm_[0] / nm_[1])
+    first = variant_name(n, m, min(prune_p.vectors))
+    focus = ["dense", f"pruned/{first}", f"finetuned/{first}"]
+    mats = score_matrices(results, "acc")  # model -> (seeds, datasets)
+    aggregates = aggregate_table(mats, ("mean", "median", "iqm"), p.reps, p.alpha)
+    poi, poi_fig = poi_table({k: mats[k] for k in focus}, p.reps, p.alpha)
+    groups = {"dense_vs_pruned": focus[:2], "dense_vs_finetuned": [focus[0], focus[2]]}
+    items, per_dataset, abilities = {}, [], []
+    for ds, preds in predictions.items():
+        resp, it, _ = irt_tables(preds, groups=groups)
+        items[ds] = it
+        flags = it.column("flag").to_pylist()
+        per_dataset.append({
+            "dataset": ds, "items": it.num_rows,
+            **{f: flags.count(f) for f in ("constant", "low_discrimination", "negative_correlation")},
+            **{f"separating_{g}": sum(x > 0.5 for x in it.column(f"sep_{g}").to_pylist()) for g in groups},
+        })
+        r = resp.to_pandas().groupby("model", sort=False)[["ability", "ability_se", "accuracy"]].mean()
+        abilities += [{"dataset": ds, "model": k, **{c: float(v) for c, v in row.items()}}
+                      for k, row in r.iterrows() if k in focus]
+    item_table = pa.concat_tables(
+        [t.add_column(0, "dataset", pa.array([ds] * t.num_rows, pa.string())) for ds, t in items.items()]
+    )
+    return {
+        "focus": focus,
+        "aggregates": aggregates,
+        "poi": poi,
+        "poi_fig": poi_fig,
+        "irt_summary": pa.Table.from_pylist(per_dataset),
+        "abilities": pa.Table.from_pylist(abilities),
+        "items": item_table,
+        "irt_fig": plot_irt_items(items, "sep_dense_vs_finetuned"),
+    }
+
+
 def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object]:
     """Aggregate every dataset's results and judge the paper's claims.
 
@@ -393,12 +438,15 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         ``report`` (markdown), ``summary`` (``SUMMARY_SCHEMA``), ``plot`` (PNG figure),
         ``metrics`` (verdicts and headline numbers).
     """
-    from tasks.report import Claim, Report, render_markdown
+    from tasks.methods.rliable import difference_ci
+    from tasks.report import Claim, Report, claims_json, render_markdown
 
     p: ReportParams = params["report"]
     prune_p: PruneParams = params["prune"]
     results = {k.removeprefix("results_"): v for k, v in inputs.items() if k.startswith("results_")}
+    predictions = {k.removeprefix("predictions_"): v for k, v in inputs.items() if k.startswith("predictions_")}
     summary = summarize(results, p)
+    stats = seed_statistics(results, predictions, p, prune_p)
     all_rows = pa.concat_tables(results.values()).to_pandas()
     max_err = float(all_rows["matmul_max_abs_err"].max())
 
@@ -410,10 +458,11 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             f"max |error| = {max_err:.2e} over every pruned layer, variant and seed",
             "reproduced" if max_err <= p.matmul_atol else "not reproduced",
             f"rule: max |error| <= {p.matmul_atol:g} (fp32)",
+            value=max_err,
         )
     ]
     # Claim 2: accuracy degrades gracefully with sparsity (the premise the kernel rests on).
-    lines, ok = [], True
+    lines, ok, worst = [], True, None
     v0 = min(prune_p.vectors)
     for ds in results:
         dense = _row(summary, ds, "dense")
@@ -425,14 +474,26 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             continue
         first = ft[0]
         gap = (dense["acc_mean"] - first["acc_mean"]) * 100
+        # CI of the gap: dense and fine-tuned per-seed accuracies bootstrapped independently
+        by_model = results[ds].to_pandas().sort_values("seed").groupby("model")["acc"]
+        gap_ci = difference_ci(by_model.get_group(first["model"]).to_numpy(),
+                               by_model.get_group("dense").to_numpy(), "mean", p.reps, p.alpha)
+        if worst is None or gap > worst[0]:
+            worst = (gap, gap_ci.lo * 100, gap_ci.hi * 100)
         means = [r["acc_mean"] for r in ft]
         monotone = all(b <= a + 0.005 for a, b in zip(means, means[1:]))
         ok &= gap <= p.tolerance_pts and monotone
         lines.append(
             f"{ds}: dense {dense['acc_mean']:.3f} [{dense['acc_lo']:.3f}, {dense['acc_hi']:.3f}], "
             f"fine-tuned {first['pattern']} {first['acc_mean']:.3f} [{first['acc_lo']:.3f}, {first['acc_hi']:.3f}] "
-            f"(gap {gap:.2f} pts); accuracy non-increasing with sparsity: {monotone}"
+            f"(gap {gap:.2f} pts, CI [{gap_ci.lo * 100:.2f}, {gap_ci.hi * 100:.2f}]); "
+            f"accuracy non-increasing with sparsity: {monotone}"
         )
+    dense_ft = next(r for r in stats["poi"].to_pylist() if r["x"] == "dense" and r["y"] == stats["focus"][2])
+    lines.append(
+        f"P(dense > {stats['focus'][2]}) over seeds x datasets = {dense_ft['p_x_beats_y']:.2f} "
+        f"[{dense_ft['lo']:.2f}, {dense_ft['hi']:.2f}]"
+    )
     claims.append(
         Claim(
             "N:M pruning keeps accuracy: at 50% (2:4) a fine-tuned model matches the dense one, and "
@@ -440,7 +501,8 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             "; ".join(lines),
             "reproduced" if ok else "not reproduced",
             f"rule: mean gap at the lowest sparsity <= {p.tolerance_pts:g} pts and mean fine-tuned accuracy "
-            "non-increasing with sparsity (0.5 pt slack), on every dataset",
+            "non-increasing with sparsity (0.5 pt slack), on every dataset; value = the largest gap (pts)",
+            **({"value": worst[0], "lo": worst[1], "hi": worst[2], "unit": "pts"} if worst else {}),
         )
     )
     claims += [
@@ -472,8 +534,18 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             f"Test accuracy is the mean over seeds with a {100 * (1 - p.alpha):.0f}% bootstrap CI."
         ),
         claims=claims,
-        tables={"Accuracy vs sparsity (test set)": show},
-        figures={"Accuracy vs sparsity": "accuracy_vs_sparsity.png"},
+        tables={
+            "Accuracy vs sparsity (test set)": show,
+            "Aggregate test accuracy over seeds x datasets (rliable: stratified bootstrap CIs)": stats["aggregates"],
+            "Probability of improvement P(x > y) over seeds x datasets": stats["poi"],
+            "Item response theory (2PL) over test items, per dataset": stats["irt_summary"],
+            "Model ability (2PL), mean over seeds": stats["abilities"],
+        },
+        figures={
+            "Accuracy vs sparsity": "accuracy_vs_sparsity.png",
+            "Probability of improvement": "probability_of_improvement.png",
+            "2PL item parameters (colour: how well an item separates dense from fine-tuned)": "irt_items.png",
+        },
         notes=(
             "The paper is a GPU kernel paper evaluated on LLaMA-sized GEMMs; the models here are small MLPs "
             "on digits/mnist1d, so we test the format, the pruning recipe the kernel assumes, and the accuracy "
@@ -484,10 +556,16 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         "matmul_max_abs_err": max_err,
         "verdicts": {f"claim_{i + 1}": c.verdict for i, c in enumerate(claims)},
         "acc": {f"{r['dataset']}/{r['model']}": r["acc_mean"] for r in summary.to_pylist()},
+        "iqm_acc": {r["model"]: r["point"] for r in stats["aggregates"].to_pylist() if r["aggregate"] == "iqm"},
+        "p_improvement": {f"{r['x']} beats {r['y']}": r["p_x_beats_y"] for r in stats["poi"].to_pylist()},
     }
     return {
         "report": render_markdown(rep),
         "summary": summary,
         "plot": plot_accuracy_vs_sparsity(summary),
         "metrics": metrics,
+        "claims": claims_json(rep),
+        "poi": stats["poi_fig"],
+        "irt": stats["irt_fig"],
+        "items": stats["items"],
     }

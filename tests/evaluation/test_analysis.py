@@ -91,4 +91,5 @@ def test_poi_table_and_irt_plot() -> None:
     assert isinstance(fig, Figure)
     preds = _predictions({"dense": [1.0, 1.2], "pruned": [-1.0, -0.8]}, 30, 2)
     _, items, _ = irt_tables(preds, groups={"all": ["dense", "pruned"]})
-    assert isinstance(plot_irt_items(items, "sep_all"), Figure)
+    fig = plot_irt_items({"a": items, "b": items}, "sep_all")
+    assert isinstance(fig, Figure) and len(fig.axes) == 4  # 2 panels + 2 colour bars
