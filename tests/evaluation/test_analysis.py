@@ -93,3 +93,23 @@ def test_poi_table_and_irt_plot() -> None:
     _, items, _ = irt_tables(preds, groups={"all": ["dense", "pruned"]})
     fig = plot_irt_items({"a": items, "b": items}, "sep_all")
     assert isinstance(fig, Figure) and len(fig.axes) == 4  # 2 panels + 2 colour bars
+
+
+def test_nm_sparsity_seed_statistics() -> None:
+    """The nm_sparsity report's use of these statistics, on hand-built evaluation tables."""
+    from tasks.methods.nm_magnitude import PruneParams, ReportParams, seed_statistics
+
+    models = {"dense": 1.5, "pruned/2:4_v1": -0.5, "finetuned/2:4_v1": 0.5}
+    tables, preds = {}, {}
+    for k, ds in enumerate(("digits", "mnist1d")):
+        tables[ds] = results([(m, s, 0.6 + 0.1 * t + 0.01 * s) for m, t in models.items() for s in range(3)])
+        preds[ds] = _predictions({m: [t] * 3 for m, t in models.items()}, 40, k)
+    out = seed_statistics(tables, preds, ReportParams(reps=200), PruneParams(patterns=("2:4",)))
+    poi = {(r["x"], r["y"]): r["p_x_beats_y"] for r in out["poi"].to_pylist()}
+    assert poi[("dense", "pruned/2:4_v1")] == 1.0
+    iqm = {r["model"]: r["point"] for r in out["aggregates"].to_pylist() if r["aggregate"] == "iqm"}
+    assert iqm["dense"] > iqm["finetuned/2:4_v1"] > iqm["pruned/2:4_v1"]
+    assert out["irt_summary"].column("items").to_pylist() == [40, 40]
+    ability = {(r["dataset"], r["model"]): r["ability"] for r in out["abilities"].to_pylist()}
+    assert ability[("digits", "dense")] > ability[("digits", "pruned/2:4_v1")]
+    assert out["items"].num_rows == 80
