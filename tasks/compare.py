@@ -268,6 +268,7 @@ def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
 def compare_dirs(
     run_a: Path, run_b: Path, results_name: str = "results.parquet",
     predictions_name: str = "predictions.parquet", reps: int = 2000,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, CompareResult]:
     """`compare_runs` for every evaluate directory the two runs share."""
     from tasks.artifacts import read
@@ -280,6 +281,7 @@ def compare_dirs(
         out[rel] = compare_runs(
             read(da / results_name), read(db / results_name),
             read(preds[0]) if both else None, read(preds[1]) if both else None, reps=reps,
+            metrics=metrics,
         )
     return out
 
@@ -294,6 +296,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("run_b", type=Path, help="the later run")
     p.add_argument("--results", default="results.parquet", help="per-(model, seed) metrics file name")
     p.add_argument("--predictions", default="predictions.parquet", help="item-level predictions file name")
+    p.add_argument("--metrics", help="comma-separated metric columns (default: every float column)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
     p.add_argument("--out", type=Path, help="also write the markdown report here (atomically)")
     p.add_argument("--fail-on-change", action="store_true",
@@ -303,7 +306,8 @@ def add_cli(subparsers) -> None:
 
 def cli(args) -> int:
     """Run the comparison, print markdown, optionally write it; return the exit status."""
-    results = compare_dirs(args.run_a, args.run_b, args.results, args.predictions, args.reps)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    results = compare_dirs(args.run_a, args.run_b, args.results, args.predictions, args.reps, metrics)
     parts = []
     for rel, res in results.items():
         md = res.to_markdown(f"{args.run_a}", f"{args.run_b}")

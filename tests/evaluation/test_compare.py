@@ -125,6 +125,9 @@ def test_cli_compare(tmp_path, capsys) -> None:
     # unchanged runs pass
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--reps", "300",
                  "--fail-on-change"]) == 0
+    capsys.readouterr()
+    main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--reps", "300", "--metrics", "loss"])
+    assert "(0 of 1)" in capsys.readouterr().out
 
 
 def test_cli_compare_bad_dirs(tmp_path, capsys) -> None:
