@@ -484,7 +484,7 @@ def fast_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
-def bootstrap_ci(
+def member_bootstrap_ci(
     scores, is_member, stat: Callable = fast_auc, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile CI of ``stat(pos, neg)``, resampling members and non-members separately.
@@ -503,7 +503,7 @@ def bootstrap_ci(
 
 def auc_ci(scores, is_member, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
     """(AUC, lo, hi): trapezoid AUC with a stratified bootstrap percentile CI."""
-    lo, hi = bootstrap_ci(scores, is_member, fast_auc, n_boot, level, seed)
+    lo, hi = member_bootstrap_ci(scores, is_member, fast_auc, n_boot, level, seed)
     return auc(scores, is_member), lo, hi
 
 
