@@ -255,3 +255,55 @@ def mia_audit(params: MIAParams, *, pool: pa.Table, population: pa.Table) -> dic
         "n_models": len(models),
     }
     return {"membership": membership, "metrics": metrics, "scores": score_tab, "timing": timing, "roc": fig}
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: calibration audit (metrics from tasks/methods/scoring.py, the one implementation)
+# ---------------------------------------------------------------------------------------
+
+CALIBRATION_METRICS = ("ece", "ece_mass", "classwise_ece", "brier", "nll")
+
+
+def _calibration_values(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
+    from tasks.methods import scoring
+
+    return {
+        "ece": scoring.ece(probs, labels, n_bins, binning="width"),
+        "ece_mass": scoring.ece(probs, labels, n_bins, binning="mass"),
+        "classwise_ece": scoring.classwise_ece(probs, labels, n_bins),
+        "brier": scoring.brier(probs, labels),
+        "nll": scoring.log_loss(probs, labels),
+    }
+
+
+def calibration_audit(
+    model: nn.Module, table: pa.Table, n_bins: int = 15, n_boot: int = 500, seed: int = 0
+) -> dict[str, object]:
+    """Calibration of a classifier on a split: ECE (equal-width, equal-mass), classwise ECE,
+    Brier, NLL, accuracy, each with a bootstrap percentile 95 % CI over examples, and the
+    reliability diagram.
+
+    Returns:
+        ``metrics`` ({name: value, name_lo, name_hi}) and ``reliability`` (Figure).
+    """
+    from tasks.methods import scoring
+
+    logits, y, _ = predict_logits(model, table)
+    probs = torch.softmax(logits.double(), -1).numpy()
+    labels = y.numpy()
+    point = _calibration_values(probs, labels, n_bins)
+    point["acc"] = float(np.mean(probs.argmax(1) == labels))
+    rng = np.random.default_rng(seed)
+    reps = {k: [] for k in point}
+    for _ in range(n_boot):
+        i = rng.integers(0, labels.size, labels.size)
+        vals = _calibration_values(probs[i], labels[i], n_bins)
+        vals["acc"] = float(np.mean(probs[i].argmax(1) == labels[i]))
+        for k, v in vals.items():
+            reps[k].append(v)
+    metrics = {}
+    for k, v in point.items():
+        lo, hi = np.quantile(reps[k], [0.025, 0.975])
+        metrics.update({k: v, f"{k}_lo": float(lo), f"{k}_hi": float(hi)})
+    fig = scoring.reliability_diagram(probs, labels, n_bins)
+    return {"metrics": metrics, "reliability": fig}

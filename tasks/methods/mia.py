@@ -520,12 +520,10 @@ def attack_metrics(scores, is_member, fprs=(0.001, 0.01), n_boot: int = 1000, se
 
 def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC"):
     """Log-log ROC plot of ``{name: (scores, is_member)}``; returns a matplotlib Figure."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))  # no pyplot: no global figure state
+    ax = fig.add_subplot(1, 1, 1)
     floor = 1e-4
     for name, (s, y) in curves.items():
         fpr, tpr, _ = roc(s, y)
@@ -533,5 +531,4 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC
     ax.plot([floor, 1], [floor, 1], "k:", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="FPR", ylabel="TPR", title=title, xlim=(floor, 1), ylim=(floor, 1))
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
