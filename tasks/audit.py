@@ -20,12 +20,13 @@ import time
 import numpy as np
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from models import ModelSpec
 from tasks.data_prep import table_to_tensors
 from tasks.methods import mia
+from tasks.methods.dpsgd import DPSGDParams, canary_audit
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits
 
 # Attacks that need shadow/reference models; the rest only look at the target.
@@ -59,6 +60,22 @@ class MIAParams(BaseModel):
     fprs: tuple[float, ...] = (0.001, 0.01)
     n_boot: int = Field(default=500, ge=10)
     fix_variance: bool = False
+
+    @field_validator("attacks")
+    @classmethod
+    def _known(cls, v):
+        for a in v:
+            mia.get_attack(a)  # ValueError names the unknown attack and the registered ones
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate attack names in {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _enough_shadows(self):
+        ref = [a for a in self.attacks if a in REFERENCE_ATTACKS]
+        if ref and self.n_shadow < 2:
+            raise ValueError(f"n_shadow = {self.n_shadow}: attacks {ref} need at least 2 shadow models")
+        return self
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,6 +238,8 @@ def audit_models(
 def mia_audit(params: MIAParams, *, pool: pa.Table, population: pa.Table) -> dict[str, object]:
     """Train target + ``n_shadow`` shadows on balanced halves of ``pool`` and attack the target.
 
+    The three stage cores below in one call (for notebooks and tests).
+
     Args:
         params: the audit's params.
         pool: candidate split table (``id, label, x``); half are the target's members.
@@ -231,30 +250,10 @@ def mia_audit(params: MIAParams, *, pool: pa.Table, population: pa.Table) -> dic
         per-candidate scores + ``is_member``), ``timing`` (dict of wall times, s) and
         ``roc`` (log-scale ROC figure).
     """
-    for a in params.attacks:
-        mia.get_attack(a)
-    if params.n_shadow < 2 and any(a in REFERENCE_ATTACKS for a in params.attacks):
-        raise ValueError(f"n_shadow = {params.n_shadow}: reference attacks need at least 2 shadow models")
-    membership = split_membership(pool, 1 + params.n_shadow, params.seed)
-    t0 = time.perf_counter()
-    models, train_times = train_models(pool, membership, population, params.model, params.optim, params.seed)
-    t_train = time.perf_counter() - t0
-    _, keep = membership_from_table(membership)
-    t0 = time.perf_counter()
-    inputs = attack_inputs(models[0], pool, models[1:], keep[1:], population, "grad_norm" in params.attacks)
-    scores = score_attacks(inputs, params.attacks, params.fix_variance)
-    t_attack = time.perf_counter() - t0
-    is_member = keep[0]
-    metrics = metrics_table(scores, is_member, params.fprs, params.n_boot, params.seed)
-    score_tab = pa.table({"id": pool.column("id"), "is_member": pa.array(is_member), **scores})
-    fig = mia.roc_plot({k: (v, is_member) for k, v in scores.items()}, title="MIA ROC (log scale)")
-    timing = {
-        "train_all_s": t_train,
-        "train_per_model_s": float(np.median(train_times)),
-        "attack_s": t_attack,
-        "n_models": len(models),
-    }
-    return {"membership": membership, "metrics": metrics, "scores": score_tab, "timing": timing, "roc": fig}
+    membership = membership_stage(params, pool=pool)["membership"]
+    trained = shadows_stage(params, pool=pool, membership=membership, val=population)
+    attacked = attack_stage(params, weights=trained["weights"], pool=pool, membership=membership, population=population)
+    return {"membership": membership, **attacked, "timing": {**trained["metrics"], **attacked["timing"]}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,3 +306,230 @@ def calibration_audit(
         metrics.update({k: v, f"{k}_lo": float(lo), f"{k}_hi": float(hi)})
     fig = scoring.reliability_diagram(probs, labels, n_bins)
     return {"metrics": metrics, "reliability": fig}
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: stage cores (func(params, **inputs) -> {output: object}, see docs/contract.md)
+# ---------------------------------------------------------------------------------------
+
+
+def membership_stage(params: MIAParams, *, pool: pa.Table) -> dict[str, object]:
+    """Draw the member/non-member index file of target (m0) and shadows (m1..mR)."""
+    return {"membership": split_membership(pool, 1 + params.n_shadow, params.seed)}
+
+
+def shadows_stage(params: MIAParams, *, pool: pa.Table, membership: pa.Table, val: pa.Table) -> dict[str, object]:
+    """Train target + shadows; weights packed as ``"<k>.<param>"`` (k = model index)."""
+    from tasks.train import pack_seeds
+
+    models, times = train_models(pool, membership, val, params.model, params.optim, params.seed)
+    weights = pack_seeds({k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in enumerate(models)})
+    metrics = {
+        "n_models": len(models),
+        "train_all_s": float(np.sum(times)),
+        "train_per_model_s": float(np.median(times)),
+    }
+    return {"weights": weights, "metrics": metrics}
+
+
+def load_models(params: MIAParams, weights: dict[str, torch.Tensor], like: pa.Table, n_classes: int) -> list[nn.Module]:
+    """Rebuild the models packed by :func:`shadows_stage` (model index order)."""
+    from tasks.train import unpack_seeds
+
+    models = []
+    for k, sd in unpack_seeds(weights).items():
+        m = init_model(params.model, like, n_classes, params.seed + k)
+        m.load_state_dict(sd)
+        m.eval()
+        models.append(m)
+    return models
+
+
+def attack_stage(
+    params: MIAParams, *, weights: dict[str, torch.Tensor], pool: pa.Table, membership: pa.Table, population: pa.Table
+) -> dict[str, object]:
+    """Attack model 0 with every attack in ``params.attacks``; shadows are models 1..R.
+
+    Returns:
+        ``metrics`` (pa.Table, one row per attack, with ``secs``), ``scores``
+        (per-candidate table), ``roc`` (log-scale ROC figure).
+    """
+    ids, keep = membership_from_table(membership)
+    if not np.array_equal(ids, pool.column("id").to_numpy()):
+        raise ValueError("membership ids do not match the pool's ids")
+    models = load_models(params, weights, pool, num_classes(pool, population))
+    if len(models) != keep.shape[0]:
+        raise ValueError(f"{len(models)} models in weights but {keep.shape[0]} in the membership table")
+    t0 = time.perf_counter()
+    inputs = attack_inputs(models[0], pool, models[1:], keep[1:], population, "grad_norm" in params.attacks)
+    t_signals = time.perf_counter() - t0
+    scores, secs = {}, {}
+    for name in params.attacks:
+        t0 = time.perf_counter()
+        scores.update(score_attacks(inputs, (name,), params.fix_variance))
+        secs[name] = time.perf_counter() - t0
+    table = metrics_table(scores, keep[0], params.fprs, params.n_boot, params.seed)
+    table = table.append_column("secs", pa.array([secs[a] for a in params.attacks]))
+    table = table.append_column(
+        "needs_shadows", pa.array([a in REFERENCE_ATTACKS for a in params.attacks])
+    )
+    score_tab = pa.table({"id": pool.column("id"), "is_member": pa.array(keep[0]), **scores})
+    fig = mia.roc_plot({k: (v, keep[0]) for k, v in scores.items()}, title="MIA ROC (log-log)")
+    return {"metrics": table, "scores": score_tab, "roc": fig, "timing": {"signals_s": t_signals, **{f"{k}_s": v for k, v in secs.items()}}}
+
+
+def calibrate_stage(params: MIAParams, *, weights: dict[str, torch.Tensor], test: pa.Table, pool: pa.Table) -> dict[str, object]:
+    """Calibration audit of the target model (model 0) on the test split."""
+    target = load_models(params, weights, pool, num_classes(pool, test))[0]
+    out = calibration_audit(target, test, n_boot=params.n_boot, seed=params.seed)
+    return {"metrics": out["metrics"], "reliability": out["reliability"]}
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: DP auditing stage cores
+# ---------------------------------------------------------------------------------------
+
+
+class GaussianAuditParams(BaseModel):
+    """Params of the known-mechanism DP audit (Gaussian mechanism, correct and half-noise).
+
+    Attributes:
+        mu: GDP parameter of the correct mechanism (mu = 1 -> eps 4.377 at delta 1e-5).
+        delta: delta at which epsilon is reported.
+        significance: 1 - confidence of the epsilon lower bounds.
+        sample_sizes: numbers of in and out samples for the epsilon bounds.
+        strategies: threshold strategies compared (see ``dp_audit.THRESHOLD_STRATEGIES``).
+        conformal_sizes: sample budgets of the conformal f-DP audit (type I / power).
+        conformal_alpha: type-I level alpha of the conformal threshold test.
+        level: significance of the conformal audit and of the trade-off band.
+        repeats: independent audits per budget (type-I rate and power).
+        band_n: samples per side for the trade-off band; band_repeats: its coverage runs.
+        seed: base seed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mu: float = Field(default=1.0, gt=0.0)
+    delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
+    significance: float = Field(default=0.05, gt=0.0, lt=1.0)
+    sample_sizes: tuple[int, ...] = (1000, 10000)
+    strategies: tuple[str, ...] = ("bonferroni", "split", "none")
+    conformal_sizes: tuple[int, ...] = (20, 60, 300)
+    conformal_alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
+    level: float = Field(default=0.05, gt=0.0, lt=1.0)
+    repeats: int = Field(default=200, ge=10)
+    band_n: int = Field(default=1000, ge=20)
+    band_repeats: int = Field(default=50, ge=1)
+    seed: int = 0
+
+
+def gaussian_audit_stage(params: GaussianAuditParams) -> dict[str, object]:
+    """Epsilon lower bounds, conformal f-DP audit and trade-off band on Gaussian mechanisms.
+
+    Returns:
+        ``bounds`` (pa.Table: mechanism, n, strategy, eps_gdp, eps_cp, eps_true),
+        ``metrics`` (type-I rates, power, band coverage, Opacus golden values),
+        ``band`` (Figure: the band vs the true trade-off curve).
+    """
+    from matplotlib.figure import Figure
+
+    from tasks.methods import dp_audit as dp
+
+    p = params
+    eps_true = dp.gdp_to_eps(p.mu, p.delta)
+    rows = []
+    for mech, scale in (("correct", 1.0), ("half_noise", 0.5)):
+        for n in p.sample_sizes:
+            out, inn = dp.gaussian_mechanism(n, p.mu, p.seed, noise_scale=scale)
+            for st in p.strategies:
+                rows.append({
+                    "mechanism": mech, "n": n, "strategy": st,
+                    "eps_gdp": dp.eps_gdp(inn, out, p.delta, p.significance, st, p.seed),
+                    "eps_cp": dp.eps_clopper_pearson(inn, out, p.delta, p.significance, st, p.seed),
+                    "eps_claimed": eps_true,
+                    "eps_true": dp.gdp_to_eps(p.mu / scale, p.delta),
+                })
+    f = lambda a: dp.gaussian_tradeoff(a, p.mu)  # noqa: E731  (the claimed trade-off)
+    metrics: dict[str, float] = {"eps_true": eps_true}
+    for n in p.conformal_sizes:
+        for mech, scale in (("correct", 1.0), ("half_noise", 0.5)):
+            rej = [
+                dp.conformal_fdp_audit(
+                    *dp.gaussian_mechanism(n, p.mu, p.seed + 1 + r, noise_scale=scale), f, p.conformal_alpha, p.level
+                ).reject
+                for r in range(p.repeats)
+            ]
+            key = "type1" if mech == "correct" else "power"
+            metrics[f"conformal_{key}_n{n}"] = float(np.mean(rej))
+    alphas = np.linspace(0.05, 0.95, 19)
+    truth = f(alphas)
+    cover = []
+    for r in range(p.band_repeats):
+        band = dp.tradeoff_band(*dp.gaussian_mechanism(p.band_n, p.mu, p.seed + 10_000 + r), alphas, p.level)
+        cover.append(bool(np.all((band["lower"] <= truth) & (truth <= band["upper"]))))
+    metrics["band_coverage"] = float(np.mean(cover))
+    broken = dp.tradeoff_band(*dp.gaussian_mechanism(p.band_n, p.mu, p.seed, noise_scale=0.5), alphas, p.level)
+    metrics["band_broken_below_claim_frac"] = float(np.mean(broken["upper"] < truth))
+    metrics.update({
+        "opacus_rdp_eps": dp.accountant_epsilon(1.5, 0.04, 2250, 1e-5, "rdp"),
+        "opacus_prv_eps": dp.accountant_epsilon(1.5, 0.04, 2250, 1e-5, "prv"),
+        "opacus_noise_multiplier_eps8": dp.noise_multiplier_for(8.0, 1e-5, 0.04, 2250),
+    })
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    grid = np.linspace(0, 1, 201)
+    ax.plot(grid, f(grid), "k-", label=f"claimed: {p.mu:g}-GDP")
+    ax.plot(grid, dp.gaussian_tradeoff(grid, 2 * p.mu), "r:", label=f"half noise: {2 * p.mu:g}-GDP")
+    ax.fill_between(alphas, band["lower"], band["upper"], alpha=0.3, label=f"band, correct (n={p.band_n})")
+    ax.fill_between(alphas, broken["lower"], broken["upper"], alpha=0.3, color="tab:red", label="band, half noise")
+    ax.set(xlabel="type I error alpha", ylabel="type II error", title="Trade-off function T(P, Q)")
+    ax.legend(fontsize=7)
+    return {"bounds": pa.Table.from_pylist(rows), "metrics": metrics, "band": fig}
+
+
+class DPSGDAuditParams(BaseModel):
+    """Params of the DP-SGD canary audit.
+
+    Attributes:
+        target_eps: target epsilons, one DP-SGD model each.
+        include_nonprivate: also train the same model without DP (the leakage baseline).
+        canaries: number m of mislabelled canaries (each inserted w.p. 1/2).
+        dpsgd: shared DP-SGD settings (its ``target_eps`` is replaced per run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    include_nonprivate: bool = True
+    canaries: int = Field(default=400, ge=10)
+    dpsgd: DPSGDParams = DPSGDParams()
+
+
+def dpsgd_audit_stage(params: DPSGDAuditParams, *, train: pa.Table, val: pa.Table, test: pa.Table) -> dict[str, object]:
+    """One DP-SGD run per target epsilon (+ non-private), each audited by the one-run bound.
+
+    Canaries come from ``val`` (never trained on otherwise); utility is test accuracy.
+
+    Returns:
+        ``results`` (pa.Table, one row per run) and ``metrics`` (wall time).
+    """
+    n_cls = num_classes(train, val, test)
+    runs = ([None] if params.include_nonprivate else []) + list(params.target_eps)
+    rows = []
+    t_all = time.perf_counter()
+    with torch_threads(1):
+        for eps in runs:
+            t0 = time.perf_counter()
+            p = params.dpsgd.model_copy(update={"target_eps": eps})
+            res = canary_audit(p, train, val, params.canaries, n_cls, test=test)
+            rows.append({
+                "target_eps": float("inf") if eps is None else float(eps),
+                "eps_spent": res["eps_spent"],
+                "eps_lb": res["eps_lb"],
+                "canary_auc": res["canary_auc"],
+                "noise_multiplier": res["noise_multiplier"],
+                "test_acc": res["test_acc"],
+                "r": res["r"], "v": res["v"], "m": res["m"],
+                "secs": time.perf_counter() - t0,
+            })
+    return {"results": pa.Table.from_pylist(rows), "metrics": {"wall_s": time.perf_counter() - t_all}}

@@ -125,12 +125,15 @@ def make_canaries(pool: pa.Table, m: int, n_classes: int, seed: int) -> tuple[pa
     return make_table(ids.numpy(), x.numpy(), wrong), included
 
 
-def canary_audit(params: DPSGDParams, train: pa.Table, canary_pool: pa.Table, m: int, n_classes: int) -> dict:
+def canary_audit(
+    params: DPSGDParams, train: pa.Table, canary_pool: pa.Table, m: int, n_classes: int, test: pa.Table | None = None
+) -> dict:
     """Insert canaries w.p. 1/2, train once with DP-SGD, return the one-run audit.
 
     Returns:
         dict with accountant epsilon (``eps_spent``), the one-run lower bound ``eps_lb``
-        (and its guesses), the canary AUC, test-free training info.
+        (and its guesses), the canary AUC, training info, and ``test_acc`` when ``test``
+        is given.
     """
     from tasks.methods.mia import auc
 
@@ -141,4 +144,9 @@ def canary_audit(params: DPSGDParams, train: pa.Table, canary_pool: pa.Table, m:
     with torch.no_grad():
         scores = true_label_logprob(model(xc).double().numpy(), yc.numpy())
     one_run = dp_audit.eps_one_run(scores, included, params.delta)
-    return {**info, **one_run, "canary_auc": auc(scores, included), "target_eps": params.target_eps}
+    out = {**info, **one_run, "canary_auc": auc(scores, included), "target_eps": params.target_eps}
+    if test is not None:
+        xt, yt, _ = table_to_tensors(test)
+        with torch.no_grad():
+            out["test_acc"] = float((model(xt).argmax(-1) == yt).float().mean())
+    return out
