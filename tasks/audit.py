@@ -450,7 +450,9 @@ def gaussian_audit_stage(params: GaussianAuditParams) -> dict[str, object]:
                     "eps_true": dp.gdp_to_eps(p.mu / scale, p.delta),
                 })
     f = lambda a: dp.gaussian_tradeoff(a, p.mu)  # noqa: E731  (the claimed trade-off)
-    metrics: dict[str, float] = {"eps_true": eps_true}
+    metrics: dict[str, float] = {
+        "eps_true": eps_true, "level": p.level, "repeats": p.repeats, "band_repeats": p.band_repeats,
+    }
     for n in p.conformal_sizes:
         for mech, scale in (("correct", 1.0), ("half_noise", 0.5)):
             rej = [

@@ -285,13 +285,16 @@ def text_detection_audit(params: TextDetectParams, *, corpus: list[str] | None =
         raise ValueError(f"prompt_len {p.prompt_len} must be < passage_len {p.passage_len}")
     cuts = np.cumsum([p.n_members, p.n_nonmembers, p.n_human, p.n_human, p.n_reference])
     members, nonmembers, human, prompts_src, reference = np.split(np.array(corpus, dtype=object), cuts)[:5]
+    from tasks.audit import torch_threads
+
     timing = {}
-    t0 = time.perf_counter()
-    target, curve_t = train_lm(p.target_lm, list(members), p.steps, p.batch_size, p.lr, p.seed)
-    timing["train_target_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    other, curve_o = train_lm(p.other_lm, list(reference), p.steps, p.batch_size, p.lr, p.seed + 1)
-    timing["train_other_s"] = time.perf_counter() - t0
+    with torch_threads(1):
+        t0 = time.perf_counter()
+        target, curve_t = train_lm(p.target_lm, list(members), p.steps, p.batch_size, p.lr, p.seed)
+        timing["train_target_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        other, curve_o = train_lm(p.other_lm, list(reference), p.steps, p.batch_size, p.lr, p.seed + 1)
+        timing["train_other_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     prompts = [s[: p.prompt_len] for s in prompts_src]
     machine = sample_texts(target, prompts, p.passage_len - p.prompt_len, p.temperature, p.seed)
