@@ -26,7 +26,9 @@ from torch import nn
 from models import ModelSpec
 from tasks.data_prep import table_to_tensors
 from tasks.methods import mia
+from tasks.methods import nm_magnitude as nm
 from tasks.methods.dpsgd import DPSGDParams, canary_audit
+from tasks.methods.nm_magnitude import PruneParams
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits
 
 # Attacks that need shadow/reference models; the rest only look at the target.
@@ -535,3 +537,72 @@ def dpsgd_audit_stage(params: DPSGDAuditParams, *, train: pa.Table, val: pa.Tabl
                 "secs": time.perf_counter() - t0,
             })
     return {"results": pa.Table.from_pylist(rows), "metrics": {"wall_s": time.perf_counter() - t_all}}
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: auditing compressed models (composes nm_sparsity's prune + finetune cores)
+# ---------------------------------------------------------------------------------------
+
+
+class CompressionAuditParams(BaseModel):
+    """How the target is compressed before it is re-audited.
+
+    Attributes:
+        prune: N:M patterns / vector sizes (``tasks.methods.nm_magnitude.PruneParams``).
+        finetune: fixed-mask fine-tuning on the target's own members.
+        attacks: reference-free attacks run on every model.
+        n_boot: bootstrap replicates of the CIs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prune: PruneParams = PruneParams(patterns=("2:4", "1:4"), vectors=(1,))
+    finetune: OptimParams = OptimParams(max_epochs=10, lr=5e-4)
+    attacks: tuple[str, ...] = ("loss", "modified_entropy", "grad_norm")
+    n_boot: int = Field(default=300, ge=10)
+
+
+def compression_audit_stage(
+    params: dict, *, weights: dict[str, torch.Tensor], pool: pa.Table, membership: pa.Table,
+    val: pa.Table, test: pa.Table,
+) -> dict[str, object]:
+    """Leakage and calibration of the target before and after N:M pruning (+ fine-tuning).
+
+    ``params``: ``{"mia.<ds>": MIAParams, "compress": CompressionAuditParams}``. The dense
+    target (model 0) is pruned with ``nm_magnitude.prune`` and fine-tuned with its mask fixed
+    on its own members (``nm_magnitude.finetune``); each model is attacked (members = the
+    target's training half, non-members = the rest of the pool) and calibrated on ``test``.
+
+    Returns:
+        ``results`` (pa.Table: model, attack AUCs with CIs, TPR at 1 % FPR, acc, ECE, NLL).
+    """
+    from tasks.train import TrainParams, pack_seeds, unpack_seeds
+
+    mia_p = next(v for k, v in params.items() if k.startswith("mia"))
+    cp: CompressionAuditParams = params["compress"]
+    _, keep = membership_from_table(membership)
+    members, nonmembers = pool.filter(pa.array(keep[0])), pool.filter(pa.array(~keep[0]))
+    n_cls = num_classes(pool, val, test)
+    train_p = TrainParams(model=mia_p.model, seeds=(mia_p.seed,), **mia_p.optim.model_dump())
+    dense_sd = unpack_seeds(weights)[0]
+    dense = pack_seeds({mia_p.seed: dense_sd})
+    with torch_threads(1):
+        pruned = nm.prune({"prune": cp.prune, "train": train_p}, dense=dense, train=members)["weights"]
+        tuned = nm.finetune({"finetune": cp.finetune, "train": train_p}, pruned=pruned, train=members, val=val)["weights"]
+    variants = {"dense": dense_sd}
+    for stage, packed in (("pruned", pruned), ("finetuned", tuned)):
+        for var, seeds in nm.unpack_variants(packed).items():
+            variants[f"{stage}/{var}"] = seeds[mia_p.seed]
+    rows = []
+    for name, sd in variants.items():
+        model = init_model(mia_p.model, pool, n_cls, mia_p.seed)
+        model.load_state_dict(sd)
+        model.eval()
+        res = audit_models(model, members, nonmembers, cp.attacks, fprs=(0.01,), n_boot=cp.n_boot, seed=mia_p.seed)
+        cal = calibration_audit(model, test, n_boot=10, seed=mia_p.seed)["metrics"]
+        row = {"model": name, "test_acc": cal["acc"], "ece": cal["ece"], "nll": cal["nll"]}
+        for r in res["metrics"].to_pylist():
+            row.update({f"{r['attack']}_auc": r["auc"], f"{r['attack']}_auc_lo": r["auc_lo"],
+                        f"{r['attack']}_auc_hi": r["auc_hi"], f"{r['attack']}_tpr_at_0.01_fpr": r["tpr_at_0.01_fpr"]})
+        rows.append(row)
+    return {"results": pa.Table.from_pylist(rows)}

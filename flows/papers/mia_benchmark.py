@@ -6,7 +6,9 @@ Pipeline, per dataset (digits, breast_cancer): prepare -> membership (balanced m
 index file of the target m0 and shadows m1..mR) -> shadows (target + shadow MLPs trained by the
 shared ``fit``) -> attack (loss, entropy, modified entropy, gradient norm, reference loss, LiRA
 offline/online, RMIA; AUC with CIs, TPR at FPR <= x, log-log ROC) and calibrate (ECE, Brier, NLL,
-reliability diagram); then one report.
+reliability diagram); compress_digits (the digits target pruned to N:M with nm_sparsity's
+``prune`` / ``finetune`` cores, then re-audited: how pruning changes leakage and calibration);
+then one report.
 
 Reproduced at our scale if: model-based attacks beat metric-based ones (TDDBench ordering), the
 best TPR at 1% FPR stays low ("generally unsatisfactory"), LiRA-online beats loss at low FPR,
@@ -50,6 +52,7 @@ class MIABenchmarkParams(BaseModel):
 
     data: MIAData = MIAData()
     mia: MIAAudits = MIAAudits()
+    compress: audit.CompressionAuditParams = audit.CompressionAuditParams()
     report: AuditReportParams = AuditReportParams()
 
     @model_validator(mode="after")
@@ -109,7 +112,13 @@ PAPER = register_paper(
         ),
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
-            Stage("report", report_mia, params=("report",), inputs=_report_inputs(),
+            Stage("compress_digits", audit.compression_audit_stage, params=("mia.digits", "compress"),
+                  inputs={"weights": "shadows_digits.weights", "pool": "prepare_digits.train",
+                          "membership": "membership_digits.membership", "val": "prepare_digits.val",
+                          "test": "prepare_digits.test"},
+                  outputs={"results": "results.parquet"}),
+            Stage("report", report_mia, params=("report",),
+                  inputs={**_report_inputs(), "compression": "compress_digits.results"},
                   outputs={"report": "report.md", "metrics": "metrics.json",
                            **{f"{k}_{ds}": f"{k}_{ds}.png" for ds in DATASETS for k in ("roc", "reliability")}}),
         ),

@@ -93,7 +93,8 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
             f"(median {timing['train_per_model_s']:.2f} s each) vs slowest metric attack {metric_secs:.3f} s"
         )
         cal = inputs[f"calibration_{ds}"]
-        cal_rows.append({"dataset": ds, **{k: float(v) for k, v in cal.items()}})
+        for k in ("acc", "ece", "ece_mass", "classwise_ece", "brier", "nll"):
+            cal_rows.append({"dataset": ds, "metric": k, "value": cal[k], "lo": cal[f"{k}_lo"], "hi": cal[f"{k}_hi"]})
     claims = [
         Claim("TDDBench: model-based (reference/shadow) detection beats metric-based detection "
               "(benchmark ordering model-based ~0.66-0.69 > metric ~0.54-0.60 AUROC)",
@@ -115,6 +116,12 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
               "claims need a fine-tuned LM and are not run here"),
     ]
     cal_tab = pa.Table.from_pylist(cal_rows)
+    if "compression" in inputs:
+        comp = inputs["compression"]
+        keep = [c for c in comp.column_names if c == "model" or c in ("test_acc", "ece", "nll")
+                or c.endswith(("_auc", "_auc_lo", "_auc_hi"))]
+        tables["Digits target after N:M pruning and fixed-mask fine-tuning (reference-free attacks, "
+               "members = its training half; test accuracy and ECE)"] = comp.select(keep)
     tables["Calibration of the target models (test split, 95% bootstrap CI)"] = cal_tab
     figures = {f"ROC, {ds} (log-log)": f"roc_{ds}.png" for ds in datasets}
     figures.update({f"Reliability diagram, {ds}": f"reliability_{ds}.png" for ds in datasets})

@@ -390,13 +390,15 @@ def balanced_membership(n_models: int, n_examples: int, seed: int) -> np.ndarray
     """bool (n_models, n_examples): each example IN for exactly half the models.
 
     As LiRA's ``train.py`` (keep = argsort of uniforms < pkeep * N), so every example has
-    both IN and OUT shadow models when ``n_models >= 2``.
+    both IN and OUT shadow models when ``n_models >= 2``. With one model, a random half.
     """
     if n_models < 1:
         raise ValueError(f"n_models must be >= 1, got {n_models}")
     rng = np.random.default_rng(seed)
+    if n_models == 1:  # a lone target: a random half of the examples are its members
+        return (rng.permutation(n_examples) < n_examples // 2)[None, :]
     order = rng.uniform(size=(n_models, n_examples)).argsort(0)
-    return order < n_models // 2 if n_models >= 2 else order < 1
+    return order < n_models // 2
 
 
 def gradient_norms(model, x, y) -> np.ndarray:

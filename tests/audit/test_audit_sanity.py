@@ -70,3 +70,22 @@ def test_lira_online_beats_loss_at_low_fpr() -> None:
     ids, keep = audit.membership_from_table(out["membership"])
     assert keep.shape == (9, data["train"].num_rows) and (keep.sum(0) == 4).all()
     assert out["scores"].column("is_member").to_pylist() == keep[0].tolist()
+
+
+def test_compression_audit_composes_nm_pruning() -> None:
+    from tasks.methods.nm_magnitude import PruneParams
+
+    data = prepare(DataParams(dataset="digits", max_samples=300))
+    p = audit.MIAParams(attacks=("loss",), n_shadow=0, model=ModelSpec(hidden=(64,)),
+                        optim=OptimParams(max_epochs=10, lr=3e-3), n_boot=20)
+    membership = audit.membership_stage(p, pool=data["train"])["membership"]
+    trained = audit.shadows_stage(p, pool=data["train"], membership=membership, val=data["val"])
+    cp = audit.CompressionAuditParams(prune=PruneParams(patterns=("2:4",)), finetune=OptimParams(max_epochs=1), n_boot=20)
+    res = audit.compression_audit_stage(
+        {"mia.digits": p, "compress": cp}, weights=trained["weights"], pool=data["train"],
+        membership=membership, val=data["val"], test=data["test"],
+    )["results"].to_pylist()
+    names = [r["model"] for r in res]
+    assert names[0] == "dense" and any(n.startswith("pruned/") for n in names) and any(n.startswith("finetuned/") for n in names)
+    for r in res:
+        assert 0 <= r["loss_auc_lo"] <= r["loss_auc"] <= r["loss_auc_hi"] <= 1 and 0 <= r["test_acc"] <= 1

@@ -195,6 +195,8 @@ def test_gradient_norms_match_autograd_loop() -> None:
 def test_balanced_membership() -> None:
     keep = mia.balanced_membership(8, 50, seed=0)
     assert keep.shape == (8, 50) and (keep.sum(0) == 4).all()
+    lone = mia.balanced_membership(1, 51, seed=0)
+    assert lone.shape == (1, 51) and lone.sum() == 25
 
 
 # ---- registry and input errors ----------------------------------------------------------------
