@@ -14,7 +14,6 @@ pruned and distilled models of ``nm_sparsity``, given their member/non-member ta
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
@@ -29,7 +28,7 @@ from tasks.methods import mia
 from tasks.methods import nm_magnitude as nm
 from tasks.methods.dpsgd import DPSGDParams, canary_audit
 from tasks.methods.nm_magnitude import PruneParams
-from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits
+from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits, torch_threads
 
 # Attacks that need shadow/reference models; the rest only look at the target.
 REFERENCE_ATTACKS = ("reference_loss", "lira_online", "lira_offline", "rmia")
@@ -113,21 +112,6 @@ def split_membership(pool: pa.Table, n_models: int, seed: int) -> pa.Table:
 # ---------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Temporarily run torch on ``n`` intra-op threads.
-
-    NOTE: tiny MLPs train fastest on one thread; on a shared 2-core machine two threads
-    oversubscribe and ran ~10x slower in our measurements (3.3 s vs 24-48 s per model).
-    """
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def train_models(
     pool: pa.Table, membership: pa.Table, val: pa.Table, spec: ModelSpec, optim: OptimParams, seed: int
 ) -> tuple[list[nn.Module], list[float]]:
@@ -139,13 +123,6 @@ def train_models(
     if not np.array_equal(ids, pool.column("id").to_numpy()):
         raise ValueError("membership table ids do not match the pool's ids (same order)")
     n_cls = num_classes(pool, val)
-    models, times = [], []
-    with torch_threads(1):
-        models, times = _train_each(pool, keep, val, spec, optim, seed, n_cls)
-    return models, times
-
-
-def _train_each(pool, keep, val, spec, optim, seed, n_cls):
     models, times = [], []
     for k in range(keep.shape[0]):
         t0 = time.perf_counter()

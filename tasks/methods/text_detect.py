@@ -285,7 +285,7 @@ def text_detection_audit(params: TextDetectParams, *, corpus: list[str] | None =
         raise ValueError(f"prompt_len {p.prompt_len} must be < passage_len {p.passage_len}")
     cuts = np.cumsum([p.n_members, p.n_nonmembers, p.n_human, p.n_human, p.n_reference])
     members, nonmembers, human, prompts_src, reference = np.split(np.array(corpus, dtype=object), cuts)[:5]
-    from tasks.audit import torch_threads
+    from tasks.train import torch_threads
 
     timing = {}
     with torch_threads(1):

@@ -15,12 +15,12 @@ from models import ModelSpec
 from tasks import audit
 from tasks.data_prep import DataParams, prepare
 from tasks.methods import mia
-from tasks.train import OptimParams, fit, init_model
+from tasks.train import OptimParams, fit, init_model, torch_threads
 
 
 def _fit_one(train: pa.Table, val: pa.Table, epochs: int, hidden=(128,), seed: int = 0):
     model = init_model(ModelSpec(hidden=hidden), train, 10, seed)
-    with audit.torch_threads(1):
+    with torch_threads(1):
         fit(model, OptimParams(max_epochs=epochs, batch_size=32, lr=3e-3), train, val, seed)
     return model
 

@@ -11,13 +11,13 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from models import ModelSpec
 from tasks import audit
 from tasks.data_prep import DataParams, prepare
-from tasks.train import OptimParams, fit, init_model, predict_logits
+from tasks.train import OptimParams, fit, init_model, predict_logits, torch_threads
 
 
 def test_calibration_audit_matches_torchmetrics() -> None:
     d = prepare(DataParams(dataset="digits", max_samples=400))
     model = init_model(ModelSpec(hidden=(32,)), d["train"], 10, 0)
-    with audit.torch_threads(1):
+    with torch_threads(1):
         fit(model, OptimParams(max_epochs=5, lr=3e-3), d["train"], d["val"], 0)
     out = audit.calibration_audit(model, d["test"], n_bins=15, n_boot=50)
     m = out["metrics"]

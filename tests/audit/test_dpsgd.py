@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models import ModelSpec
-from tasks.audit import torch_threads
+from tasks.train import torch_threads
 from tasks.data_prep import DataParams, prepare
 from tasks.methods.dpsgd import DPSGDParams, canary_audit, make_canaries
 

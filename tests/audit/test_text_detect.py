@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.charlm import ALPHABET, CharLM, CharLMSpec, decode, encode
-from tasks.audit import torch_threads
+from tasks.train import torch_threads
 from tasks.methods import text_detect as td
 
 TEXTS = ["def f(x):\n    return x + 1  # add", "The quick brown fox jumps over it"]
