@@ -14,10 +14,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from any directory
 PAPERS = ("mia_benchmark", "dp_audit", "text_detection")
 
 
@@ -50,8 +53,9 @@ def main() -> int:
         "total_wall_s": time.perf_counter() - T_START,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+        "load_avg_1m_at_end": os.getloadavg()[0],
     }
-    path = Path(args.out or f"benchmarks/results/audit_{args.profile}.json")
+    path = Path(args.out or ROOT / f"benchmarks/results/audit_{args.profile}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2, sort_keys=True))
