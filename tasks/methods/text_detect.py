@@ -37,6 +37,7 @@ import importlib
 import inspect
 import time
 import unicodedata
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -86,13 +87,16 @@ def corpus_text() -> str:
 
     parts = [topics.topics[k] for k in sorted(topics.topics)]
     seen = set()
-    for name in STDLIB_MODULES:
-        mod = importlib.import_module(name)
-        for obj in [mod, *(getattr(mod, a) for a in sorted(dir(mod)) if not a.startswith("_"))]:
-            doc = inspect.getdoc(obj) if (inspect.ismodule(obj) or callable(obj)) else None
-            if doc and doc not in seen:
-                seen.add(doc)
-                parts.append(doc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # e.g. typing.io / typing.re attributes
+        for name in STDLIB_MODULES:
+            mod = importlib.import_module(name)
+            members = [getattr(mod, a) for a in sorted(dir(mod)) if not a.startswith("_")]
+            for obj in [mod, *members]:
+                doc = inspect.getdoc(obj) if (inspect.ismodule(obj) or callable(obj)) else None
+                if doc and doc not in seen:
+                    seen.add(doc)
+                    parts.append(doc)
     return _clean("\n\n".join(parts))
 
 
