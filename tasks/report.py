@@ -216,7 +216,8 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
 
     Args:
         root: the reports directory (``reports/``); ``root/<paper>/claims.json`` and
-            ``lineage.json`` are read where they exist.
+            ``lineage.json`` are read where they exist (verdict counts show "?" for a published
+            report without ``claims.json``).
         papers: registry name -> object with ``title`` and ``arxiv`` (``tasks.stage.Paper``).
     """
     from tasks import artifacts
@@ -230,15 +231,18 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
         p = papers[name]
         title = f"{p.title} (arXiv:{p.arxiv})" if getattr(p, "arxiv", "") else p.title
         claims_path, lineage_path = root / name / "claims.json", root / name / "lineage.json"
-        if not claims_path.is_file():
+        if not (root / name / "report.md").is_file():
             out.append(f"| `{name}` | {_cell(title)} | - | - | - | not run yet | - |")
             continue
-        claims = artifacts.read(claims_path)
         lineage = artifacts.read(lineage_path)["lineage"] if lineage_path.is_file() else {}
-        n = claims["counts"]
         commit = str(lineage.get("git_commit", "?"))[:10]
         mlflow_run = lineage.get("mlflow_parent_run", "")
         run = f"`{commit}`" + (f", MLflow `{str(mlflow_run)[:12]}`" if mlflow_run else "")
+        if not claims_path.is_file():  # a report stage without a claims.json output
+            out.append(f"| `{name}` | {_cell(title)} | ? | ? | ? | {run} | [report]({name}/report.md) |")
+            continue
+        claims = artifacts.read(claims_path)
+        n = claims["counts"]
         out.append(f"| `{name}` | {_cell(title)} | {n.get('reproduced', 0)} | {n.get('not reproduced', 0)} | "
                    f"{n.get('not testable at this scale', 0)} | {run} | [report]({name}/report.md) |")
         details += [f"## {name}", ""]

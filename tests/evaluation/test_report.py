@@ -99,11 +99,14 @@ def test_publish_and_index(tmp_path) -> None:
     assert not (root / "toy" / "summary.parquet").exists()  # only the report, figures, claims
     assert "<table>" in (root / "toy" / "report.html").read_text()
 
-    papers = {"toy": _Paper("Toy paper", "2401.00001"), "other": _Paper("Other paper")}
+    artifacts.write(root / "plain" / "report.md", "# no claims.json here\n")
+    papers = {"toy": _Paper("Toy paper", "2401.00001"), "other": _Paper("Other paper"),
+              "plain": _Paper("Plain paper")}
     index = render_index(root, papers)
     assert "| `toy` | Toy paper (arXiv:2401.00001) | 1 | 0 | 1 | `abcdef1234`, MLflow `run42` | " \
            "[report](toy/report.md) |" in index
     assert "| `other` | Other paper | - | - | - | not run yet | - |" in index
+    assert "| `plain` | Plain paper | ? | ? | ? | `?` | [report](plain/report.md) |" in index
     assert "- **reproduced**: gap <= 1 pt" in index
     md_path = write_index(root, papers)
     assert md_path.read_text() == index
