@@ -279,6 +279,13 @@ class NMWeight:
             self._cache[key] = cols.reshape(self.n_vec, self.kept)
         return self._cache[key]
 
+    def offsets_u8(self) -> Tensor:
+        """Kernel index layout: uint8 in-group offsets ``(n_vec, K')``, 1 byte each (cached)."""
+        key = ("offsets_u8", self.indices.device)
+        if key not in self._cache:
+            self._cache[key] = self.offsets().reshape(self.n_vec, self.kept).to(torch.uint8)
+        return self._cache[key]
+
     def row_columns(self) -> Tensor:
         """Absolute kept input columns per output row, int64 ``(out, K')``."""
         return self.columns().repeat_interleave(self.v, dim=0)[: self.shape[0]]

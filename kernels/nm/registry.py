@@ -37,6 +37,7 @@ class Impl:
         available: cheap predicate, true when the impl can run in this process at all.
         supports: ``supports(w, x)``, true when this impl handles that input (device, dtype, pattern).
         priority: higher wins in ``"auto"``.
+        dtypes: the dtypes it computes in (others raise ``TypeError``).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Impl:
     available: Callable[[], bool]
     supports: Callable[[NMWeight, Tensor], bool]
     priority: int = 0
+    dtypes: tuple = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 _REGISTRY: dict[str, Impl] = {}

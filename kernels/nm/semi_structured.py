@@ -66,5 +66,6 @@ SEMI_STRUCTURED = register_impl(
         available=_available,
         supports=_supports,
         priority=30,
+        dtypes=_DTYPES,
     )
 )

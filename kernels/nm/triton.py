@@ -117,13 +117,6 @@ def _kernel():
     return _KERNELS[mode]
 
 
-def _offsets_u8(w: NMWeight) -> Tensor:
-    """Kernel index layout: uint8 in-group offsets ``(n_vec, K')`` (1 byte per index; cached)."""
-    key = ("offsets_u8", w.indices.device)
-    if key not in w._cache:
-        w._cache[key] = w.offsets().reshape(w.n_vec, w.kept).to(torch.uint8).contiguous()
-    return w._cache[key]
-
 
 def nm_matmul_triton(w: NMWeight, x: Tensor, block_m: int = 16, block_n: int = 32,
                      block_k: int = 32) -> Tensor:
@@ -159,7 +152,7 @@ def nm_matmul_triton(w: NMWeight, x: Tensor, block_m: int = 16, block_n: int = 3
     shared = w.v % block_n == 0
     grid = (triton.cdiv(batch, block_m), triton.cdiv(out_features, block_n))
     _kernel()[grid](
-        xt, values, _offsets_u8(w), y,
+        xt, values, w.offsets_u8(), y,
         batch, out_features, w.kept,
         xt.stride(1), xt.stride(0), values.stride(0), y.stride(0), y.stride(1),
         N=w.n, M=w.m, V=w.v,
@@ -180,5 +173,6 @@ TRITON = register_impl(
         # auto never picks the (slow) CPU interpreter; explicit impl="triton" still runs it
         supports=lambda w, x: x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16),
         priority=20,
+        dtypes=(torch.float32, torch.float16, torch.bfloat16),
     )
 )

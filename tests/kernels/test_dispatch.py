@@ -57,3 +57,28 @@ def test_shared_validation_messages():
     with pytest.raises(TypeError, match="NMWeight"):
         nm_matmul(nw.to_dense(), torch.randn(2, 8))
     assert isinstance(nw, NMWeight)
+
+
+def test_auto_selection_on_cpu():
+    w32 = random_nm(64, 32, 1, 8, 32)
+    w1 = random_nm(64, 32, 1, 8, 1)
+    names = {n for n, i in impls().items() if i.available()}
+    small, big = torch.randn(4, 32), torch.randn(40, 32)
+    if "native" in names:
+        assert select_impl(w32, small).name == "native"
+        assert select_impl(w1, small).name == "native"
+    assert select_impl(w32, big).name == "cpu"  # BLAS-backed gather + bmm
+    assert select_impl(w1, big).name == "reference"  # per-row N:M at large batch: no fast path
+    wb = w32.to(dtype=torch.bfloat16)
+    assert select_impl(wb, small.bfloat16()).name == "cpu"
+
+
+def test_native_rejects_what_it_cannot_do():
+    native = impls()["native"]
+    if not native.available():
+        pytest.skip("no C compiler")
+    w = random_nm(8, 8, 1, 4, 1)
+    with pytest.raises(TypeError, match="fp32 only"):
+        native.fn(w.to(dtype=torch.bfloat16), torch.randn(2, 8, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="at most 64 rows"):
+        native.fn(w, torch.randn(65, 8))

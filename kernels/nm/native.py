@@ -1,0 +1,117 @@
+"""Native CPU impl for small batches: a ~100-line C kernel (``csrc/nm_cpu.c``) through ctypes.
+
+Why: the torch gather+bmm path (:mod:`kernels.nm.cpu`) turns each vector block into a small GEMM; at
+batch 1-16 those GEMMs are GEMVs and torch's batched GEMV streams the values slower than MKL's dense
+GEMV streams the dense weight, and for ``v = 1`` the per-row gather has no torch primitive at all.
+The C kernel streams values once (4 B each + 1 B offset / v) with the gather done in L1/L2.
+
+Built on first use with the system C compiler (``cc -O3 -march=native -fopenmp``) into
+``$REPROLAB_CACHE`` (default ``~/.cache/reprolab``), keyed by a hash of the source and flags; the
+build is atomic (temp file + rename). ``available()`` is false when no compiler is found or the build
+fails, and the registry then simply never selects it. fp32 only, batch <= 64.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from kernels.nm.format import NMWeight
+from kernels.nm.registry import Impl, check_inputs, register_impl
+
+__all__ = ["nm_matmul_native"]
+
+SOURCE = Path(__file__).with_name("csrc") / "nm_cpu.c"
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+MAX_BATCH = 64  # the kernel's per-row accumulator size
+AUTO_MAX_BATCH = 16  # above this, the BLAS-backed torch path wins (see docs/kernels.md)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("REPROLAB_CACHE", Path.home() / ".cache" / "reprolab"))
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """Compile (once per source/flags hash) and load the kernel; None if that is impossible."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None or not SOURCE.exists():
+        return None
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"nm_cpu_{digest}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+        os.close(fd)
+        try:
+            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True,
+                           capture_output=True, timeout=120)
+            os.replace(tmp, target)
+        except (OSError, subprocess.SubprocessError):
+            Path(tmp).unlink(missing_ok=True)
+            return None
+    lib = ctypes.CDLL(str(target))
+    lib.nm_spmm_f32.restype = ctypes.c_int
+    lib.nm_spmm_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
+    return lib
+
+
+def _available() -> bool:
+    return _library() is not None
+
+
+
+def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
+    """``y = x @ W.T`` with the C kernel (fp32, CPU, at most 64 rows of x).
+
+    Raises:
+        TypeError: dtype other than fp32 (after the shared checks).
+        ValueError: more than 64 rows of x, or a non-CPU tensor.
+    """
+    check_inputs(w, x)
+    if x.dtype != torch.float32:
+        raise TypeError(f"native N:M impl supports fp32 only, got {x.dtype}")
+    if x.device.type != "cpu":
+        raise ValueError(f"native N:M impl runs on CPU, got {x.device}")
+    out_features, in_features = w.shape
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, in_features)
+    batch = x2.shape[0]
+    if batch > MAX_BATCH:
+        raise ValueError(f"native N:M impl handles at most {MAX_BATCH} rows of x, got {batch}")
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("native N:M kernel could not be built (no C compiler?)")
+    xt = x2.detach().T.contiguous()  # (in, B) K-major
+    values = w.values.detach().contiguous()  # (out, K')
+    offsets = w.offsets_u8()  # (n_vec, K') uint8
+    y = torch.empty(out_features, batch, dtype=x.dtype)  # (out, B)
+    if batch:
+        status = lib.nm_spmm_f32(xt.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
+                                 out_features, in_features, w.n, w.m, w.v, batch,
+                                 torch.get_num_threads())
+        if status:
+            raise RuntimeError(f"native N:M kernel failed with status {status}")
+    return y.T.reshape(*lead, out_features)
+
+
+NATIVE = register_impl(
+    Impl(
+        name="native",
+        fn=nm_matmul_native,
+        available=_available,
+        supports=lambda w, x: (x.device.type == "cpu" and x.dtype == torch.float32
+                               and x.numel() // max(1, w.shape[1]) <= AUTO_MAX_BATCH),
+        priority=15,
+        dtypes=(torch.float32,),
+    )
+)
