@@ -3,7 +3,8 @@
 Why: the torch gather+bmm path (:mod:`kernels.nm.cpu`) turns each vector block into a small GEMM; at
 batch 1-16 those GEMMs are GEMVs and torch's batched GEMV streams the values slower than MKL's dense
 GEMV streams the dense weight, and for ``v = 1`` the per-row gather has no torch primitive at all.
-The C kernel streams values once (4 B each + 1 B offset / v) with the gather done in L1/L2.
+The C kernel streams values once (4 B each + 1 B offset / v), gathers x in L1/L2 and computes a
+4-row x 4-batch register tile of dot products.
 
 Built on first use with the system C compiler (``cc -O3 -march=native -fopenmp``) into
 ``$REPROLAB_CACHE`` (default ``~/.cache/reprolab``), keyed by a hash of the source and flags; the
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from kernels.nm.cpu import MIN_AUTO_V
 from kernels.nm.format import NMWeight
 from kernels.nm.registry import Impl, check_inputs, register_impl
 
@@ -32,8 +34,8 @@ __all__ = ["nm_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "nm_cpu.c"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
-MAX_BATCH = 64  # the kernel's per-row accumulator size
-AUTO_MAX_BATCH = 16  # above this, the BLAS-backed torch path wins (see docs/kernels.md)
+MAX_BATCH = 64  # beyond this the BLAS-backed torch path is the right tool
+AUTO_MAX_BATCH = 8  # with v >= 8, above this the BLAS-backed torch path wins (docs/kernels.md)
 
 
 def _cache_dir() -> Path:
@@ -91,17 +93,17 @@ def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
     lib = _library()
     if lib is None:
         raise RuntimeError("native N:M kernel could not be built (no C compiler?)")
-    xt = x2.detach().T.contiguous()  # (in, B) K-major
+    xc = x2.detach().contiguous()  # (B, in)
     values = w.values.detach().contiguous()  # (out, K')
     offsets = w.offsets_u8()  # (n_vec, K') uint8
-    y = torch.empty(out_features, batch, dtype=x.dtype)  # (out, B)
+    y = torch.empty(batch, out_features, dtype=x.dtype)  # (B, out)
     if batch:
-        status = lib.nm_spmm_f32(xt.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
+        status = lib.nm_spmm_f32(xc.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
                                  out_features, in_features, w.n, w.m, w.v, batch,
                                  torch.get_num_threads())
         if status:
             raise RuntimeError(f"native N:M kernel failed with status {status}")
-    return y.T.reshape(*lead, out_features)
+    return y.view(*lead, out_features)
 
 
 NATIVE = register_impl(
@@ -109,8 +111,10 @@ NATIVE = register_impl(
         name="native",
         fn=nm_matmul_native,
         available=_available,
-        supports=lambda w, x: (x.device.type == "cpu" and x.dtype == torch.float32
-                               and x.numel() // max(1, w.shape[1]) <= AUTO_MAX_BATCH),
+        supports=lambda w, x: (
+            x.device.type == "cpu" and x.dtype == torch.float32
+            and x.numel() // w.shape[1] <= (AUTO_MAX_BATCH if w.v >= MIN_AUTO_V else MAX_BATCH)
+        ),
         priority=15,
         dtypes=(torch.float32,),
     )

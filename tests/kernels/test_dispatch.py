@@ -68,7 +68,9 @@ def test_auto_selection_on_cpu():
         assert select_impl(w32, small).name == "native"
         assert select_impl(w1, small).name == "native"
     assert select_impl(w32, big).name == "cpu"  # BLAS-backed gather + bmm
-    assert select_impl(w1, big).name == "reference"  # per-row N:M at large batch: no fast path
+    if "native" in names:
+        assert select_impl(w1, big).name == "native"
+    assert select_impl(w1, torch.randn(80, 32)).name == "reference"  # no fast path at that size
     wb = w32.to(dtype=torch.bfloat16)
     assert select_impl(wb, small.bfloat16()).name == "cpu"
 
