@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = device_name(device)
-    suffix = f"_{args.profile}" + (f"_t{args.threads}" if args.threads else "")
+    suffix = ("" if args.profile == "quick" else f"_{args.profile}") + (
+        f"_t{args.threads}" if args.threads else "")
     out_path = (Path(args.out) if args.out
                 else ROOT / "benchmarks" / "results" / f"kernels_{slug(name)}{suffix}.json")
     gen = torch.Generator().manual_seed(0)

@@ -3,8 +3,9 @@
 Why: the torch gather+bmm path (:mod:`kernels.nm.cpu`) turns each vector block into a small GEMM; at
 batch 1-16 those GEMMs are GEMVs and torch's batched GEMV streams the values slower than MKL's dense
 GEMV streams the dense weight, and for ``v = 1`` the per-row gather has no torch primitive at all.
-The C kernel streams values once (4 B each + 1 B offset / v), gathers x in L1/L2 and computes a
-4-row x 4-batch register tile of dot products.
+The C kernel streams values once (4 B each + 1 B offset / v). For v >= 2 it gathers x into an L1/L2
+buffer per block and computes a 4-row x 4-batch register tile of dot products; for v = 1 it fuses
+the gather into each row (batch 1) or does one 16-wide FMA per kept value against K-major x.
 
 Built on first use with the system C compiler (``cc -O3 -march=native -fopenmp``) into
 ``$REPROLAB_CACHE`` (default ``~/.cache/reprolab``), keyed by a hash of the source and flags; the
@@ -64,6 +65,8 @@ def _library() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(target))
     lib.nm_spmm_f32.restype = ctypes.c_int
     lib.nm_spmm_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
+    lib.nm_spmm_rows_kmajor_f32.restype = ctypes.c_int
+    lib.nm_spmm_rows_kmajor_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
     return lib
 
 
@@ -93,16 +96,25 @@ def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
     lib = _library()
     if lib is None:
         raise RuntimeError("native N:M kernel could not be built (no C compiler?)")
-    xc = x2.detach().contiguous()  # (B, in)
     values = w.values.detach().contiguous()  # (out, K')
     offsets = w.offsets_u8()  # (n_vec, K') uint8
     y = torch.empty(batch, out_features, dtype=x.dtype)  # (B, out)
-    if batch:
+    threads = torch.get_num_threads()
+    status = 0
+    if batch and w.v == 1 and batch > 1:
+        # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
+        padded = -(-batch // 16) * 16
+        xt = x2.new_zeros(in_features, padded)  # (in, Bp)
+        xt[:, :batch] = x2.detach().T
+        status = lib.nm_spmm_rows_kmajor_f32(
+            xt.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
+            out_features, in_features, w.n, w.m, padded, batch, threads)
+    elif batch:
+        xc = x2.detach().contiguous()  # (B, in)
         status = lib.nm_spmm_f32(xc.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
-                                 out_features, in_features, w.n, w.m, w.v, batch,
-                                 torch.get_num_threads())
-        if status:
-            raise RuntimeError(f"native N:M kernel failed with status {status}")
+                                 out_features, in_features, w.n, w.m, w.v, batch, threads)
+    if status:
+        raise RuntimeError(f"native N:M kernel failed with status {status}")
     return y.view(*lead, out_features)
 
 

@@ -8,7 +8,9 @@
  *
  * v >= 2: the block's kept columns of x are gathered once into a thread-local buffer (B x Kp
  * floats, L1/L2-resident); then a 4-row x 4-batch register tile of dot products streams the
- * values once. v == 1: the gather is fused into each row's dot product (nothing to amortise).
+ * values once. v == 1: nothing to amortise, so the gather is fused into each row's dot product
+ * (batch 1, vector gathers) or, for batch > 1, x is passed K-major and each kept value does one
+ * 16-wide broadcast FMA against its column (nm_spmm_rows_kmajor_f32).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,8 +90,13 @@ int nm_spmm_f32(const float *restrict x, const float *restrict vals, const uint8
             for (int64_t b = 0; b < batch; ++b) {
                 const float *restrict xb = x + b * in;
                 float acc = 0.f;
+                if (pow2) {  /* gcc turns this into vector gathers */
 #pragma omp simd reduction(+ : acc)
-                for (int64_t k = 0; k < kp; ++k) acc += vr[k] * xb[COL(k)];
+                    for (int64_t k = 0; k < kp; ++k) acc += vr[k] * xb[((k >> sn) << sm) + orow[k]];
+                } else {
+                    for (int64_t g = 0; g < groups; ++g)
+                        for (int64_t j = 0; j < n; ++j) acc += vr[g * n + j] * xb[g * m + orow[g * n + j]];
+                }
                 y[b * out + o] = acc;
             }
         }
@@ -117,4 +124,33 @@ int nm_spmm_f32(const float *restrict x, const float *restrict vals, const uint8
         free(buf);
     }
     return status;
+}
+
+/* v == 1 with batch > 1: xt is K-major (in, bp) with bp a multiple of 16 (zero padded), so each kept
+ * value meets 16 contiguous batch entries of its column: one broadcast FMA into a 16-wide register
+ * accumulator per kept value and batch chunk. */
+int nm_spmm_rows_kmajor_f32(const float *restrict xt, const float *restrict vals,
+                            const uint8_t *restrict off, float *restrict y, int64_t out, int64_t in,
+                            int64_t n, int64_t m, int64_t bp, int64_t batch, int nthreads) {
+    const int64_t kp = in / m * n;
+    if (bp % 16) return 3;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t o = 0; o < out; ++o) {
+        const float *restrict vr = vals + o * kp;
+        const uint8_t *restrict orow = off + o * kp;
+        for (int64_t b0 = 0; b0 < batch; b0 += 16) {
+            float acc[16] = {0};
+            for (int64_t g = 0; g < kp / n; ++g) {
+                const float *restrict xg = xt + g * m * bp + b0;
+                for (int64_t j = 0; j < n; ++j) {
+                    const float a = vr[g * n + j];
+                    const float *restrict xb = xg + (int64_t)orow[g * n + j] * bp;
+#pragma omp simd
+                    for (int b = 0; b < 16; ++b) acc[b] += a * xb[b];
+                }
+            }
+            for (int64_t b = b0; b < batch && b < b0 + 16; ++b) y[b * out + o] = acc[b - b0];
+        }
+    }
+    return 0;
 }
