@@ -35,6 +35,7 @@ __all__ = ["nm_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "nm_cpu.c"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+PARALLEL_WORK = 1 << 20  # multiply-adds per extra thread
 MAX_BATCH = 64  # beyond this the BLAS-backed torch path is the right tool
 AUTO_MAX_BATCH = 8  # with v >= 8, above this the BLAS-backed torch path wins (docs/kernels.md)
 
@@ -99,7 +100,9 @@ def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
     values = w.values.detach().contiguous()  # (out, K')
     offsets = w.offsets_u8()  # (n_vec, K') uint8
     y = torch.empty(batch, out_features, dtype=x.dtype)  # (B, out)
-    threads = torch.get_num_threads()
+    # NOTE: an OpenMP team costs tens of microseconds to wake (milliseconds on a loaded machine), so
+    # small layers run on the calling thread only
+    threads = max(1, min(torch.get_num_threads(), out_features * w.kept * batch // PARALLEL_WORK))
     status = 0
     if batch and w.v == 1 and batch > 1:
         # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
