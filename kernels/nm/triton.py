@@ -118,14 +118,30 @@ def _kernel():
 
 
 
-def nm_matmul_triton(w: NMWeight, x: Tensor, block_m: int = 16, block_n: int = 32,
-                     block_k: int = 32) -> Tensor:
+def _tiles(v: int, batch: int) -> tuple[int, int, int]:
+    """Default ``(BLOCK_M, BLOCK_N, BLOCK_K)``.
+
+    Assumption: untuned defaults (no GPU was available to autotune them). A tile of output rows is
+    as wide as the shared-pattern block allows (64, 32 or 16 rows) so the ``tl.dot`` path is taken;
+    otherwise (``v`` not a multiple of 16, e.g. ``v = 1``) small 16^3 tiles keep the per-row
+    gather's ``(BLOCK_M, BLOCK_N, BLOCK_K)`` block in registers.
+    """
+    block_m = 16 if batch <= 16 else 64
+    for block_n in (64, 32, 16):
+        if v % block_n == 0:
+            return block_m, block_n, 64
+    return 16, 16, 16
+
+
+def nm_matmul_triton(w: NMWeight, x: Tensor, block_m: int | None = None,
+                     block_n: int | None = None, block_k: int | None = None) -> Tensor:
     """``y = x @ W.T`` with the Triton kernel (GPU, or CPU under ``TRITON_INTERPRET=1``).
 
     Args:
         w: compressed ``(out, in)`` weight.
         x: ``(..., in)``; fp32, fp16 or bf16.
-        block_m, block_n, block_k: tile sizes (powers of two, >= 16 for ``tl.dot``).
+        block_m, block_n, block_k: tile sizes (powers of two, >= 16 for ``tl.dot``); None takes
+            :func:`_tiles`. ``block_n`` dividing ``v`` selects the shared-pattern ``tl.dot`` path.
 
     Returns:
         ``(..., out)`` in ``x.dtype`` (accumulated in fp32).
@@ -149,6 +165,8 @@ def nm_matmul_triton(w: NMWeight, x: Tensor, block_m: int = 16, block_n: int = 3
     if batch == 0:
         return y.to(x.dtype).view(*lead, out_features)
     values = w.values.contiguous()
+    dm, dn, dk = _tiles(w.v, batch)
+    block_m, block_n, block_k = block_m or dm, block_n or dn, block_k or dk
     shared = w.v % block_n == 0
     grid = (triton.cdiv(batch, block_m), triton.cdiv(out_features, block_n))
     _kernel()[grid](

@@ -108,3 +108,10 @@ def test_n_greater_than_m_rejected_before_any_impl():
     good = NMWeight.from_dense(torch.randn(4, 8), n=2, m=4)
     with pytest.raises(ValueError, match="n <= m"):
         NMWeight(values=good.values, indices=good.indices, n=5, m=4, v=1, shape=(4, 8))
+
+
+@pytest.mark.parametrize("v", [4, 16, 64])
+def test_parity_other_vector_sizes(impl, v):
+    # v = 16 / 64 take Triton's tl.dot path with 16- / 64-row tiles; v = 4 its per-row path
+    y, truth, _, _ = run_case(impl, 2, 8, v, torch.float32, 80, 16, (3,))
+    torch.testing.assert_close(y.double(), truth, rtol=1e-5, atol=1e-5)
