@@ -203,18 +203,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="nm_matmul impl: auto, all (every usable impl but the reference) or a "
                              "name; default: the profile's")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
+    parser.add_argument("--dtypes", default=None,
+                        help="comma-separated dtypes overriding the profile's (fp32,bf16,fp16)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenMP threads (default: torch's); 1 is the least sensitive to "
                              "other load on a shared machine")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
-    prof = PROFILES[args.profile]
+    prof = dict(PROFILES[args.profile])
+    if args.dtypes:
+        bad = [d for d in args.dtypes.split(",") if d not in DTYPES]
+        if bad:
+            raise SystemExit(f"--dtypes: unknown {bad}; choose from {sorted(DTYPES)}")
+        prof["dtypes"] = args.dtypes.split(",")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = device_name(device)
     suffix = ("" if args.profile == "quick" else f"_{args.profile}") + (
-        f"_t{args.threads}" if args.threads else "")
+        f"_t{args.threads}" if args.threads else "") + (
+        f"_{args.dtypes.replace(',', '-')}" if args.dtypes else "")
     out_path = (Path(args.out) if args.out
                 else ROOT / "benchmarks" / "results" / f"kernels_{slug(name)}{suffix}.json")
     gen = torch.Generator().manual_seed(0)
