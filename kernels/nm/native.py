@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from kernels.nm.cpu import MIN_AUTO_V
-from kernels.nm.format import NMWeight
+from kernels.nm.format import NMWeight, index_bits
 from kernels.nm.registry import Impl, check_inputs, register_impl
 
 __all__ = ["nm_matmul_native"]
@@ -67,6 +67,10 @@ def _library() -> ctypes.CDLL | None:
     lib.nm_spmm_f32.restype = ctypes.c_int
     lib.nm_spmm_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
     lib.nm_spmm_rows_kmajor_f32.restype = ctypes.c_int
+    lib.nm_spmm_half_packed_f32.restype = ctypes.c_int
+    lib.nm_spmm_half_packed_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+    lib.has_avx512 = b"__AVX512F__" in subprocess.run(
+        [compiler, *FLAGS[:2], "-dM", "-E", "-x", "c", "/dev/null"], capture_output=True).stdout
     lib.nm_spmm_rows_kmajor_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
     return lib
 
@@ -74,6 +78,13 @@ def _library() -> ctypes.CDLL | None:
 def _available() -> bool:
     return _library() is not None
 
+
+
+def _packed_path(w: NMWeight, lib) -> bool:
+    """1:2 or 2:4 with v = 1 and byte-aligned rows of packed indices, on an AVX-512 build."""
+    bits = index_bits(w.m)
+    return (lib.has_avx512 and w.v == 1 and (w.n, w.m) in ((1, 2), (2, 4))
+            and (w.kept * bits) % 8 == 0)
 
 
 def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
@@ -104,7 +115,13 @@ def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
     # small layers run on the calling thread only
     threads = max(1, min(torch.get_num_threads(), out_features * w.kept * batch // PARALLEL_WORK))
     status = 0
-    if batch and w.v == 1 and batch > 1:
+    if batch == 1 and _packed_path(w, lib):
+        # 1:2 / 2:4 per-row: read the bit-packed storage indices directly (log2 m bits per value)
+        xc = x2.detach().contiguous()
+        status = lib.nm_spmm_half_packed_f32(
+            xc.data_ptr(), values.data_ptr(), w.indices.data_ptr(), y.data_ptr(),
+            out_features, in_features, w.n, w.m, threads)
+    elif batch and w.v == 1 and batch > 1:
         # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
         padded = -(-batch // 16) * 16
         xt = x2.new_zeros(in_features, padded)  # (in, Bp)

@@ -14,6 +14,9 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* column of compacted position k: (k / n) * m + off[k]; shifts when n and m are powers of two */
 #define COL(k) (pow2 ? ((((k) >> sn) << sm) + orow[k]) : (((k) / n) * m + orow[k]))
@@ -75,6 +78,41 @@ static void block_dots(const float *restrict vals, const float *restrict buf, fl
         for (int64_t b = 0; b < batch; ++b) y[b * y_stride + r] = dot(vals + r * kp, buf + b * kp, kp);
 }
 
+#if defined(__AVX512F__)
+/* v == 1, batch 1, n:m = m/2:m with m | 32 (1:2, 2:4, 4:8, 8:16, 16:32): 16 kept values always come
+ * from one window of 32 consecutive x, so a single two-register permute (vpermt2ps) does the gather:
+ * lane l reads x[window + (l / n) * m + off]. Tail positions (kp % 16) take the scalar loop. */
+static float row_half_avx512(const float *restrict vr, const uint8_t *restrict orow,
+                             const float *restrict x, int64_t kp, int64_t n, int64_t m) {
+    int32_t base_arr[16];
+    for (int l = 0; l < 16; ++l) base_arr[l] = (int32_t)((l / n) * m);
+    const __m512i base = _mm512_loadu_si512((const void *)base_arr);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+    int64_t k = 0;
+#define HALF_STEP(ACC, K)                                                                          \
+    do {                                                                                           \
+        const __m512i ix = _mm512_add_epi32(                                                       \
+            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(orow + (K)))), base);          \
+        const __m512 xs = _mm512_permutex2var_ps(_mm512_loadu_ps(x + 2 * (K)), ix,                \
+                                                 _mm512_loadu_ps(x + 2 * (K) + 16));              \
+        ACC = _mm512_fmadd_ps(_mm512_loadu_ps(vr + (K)), xs, ACC);                                 \
+    } while (0)
+    for (; k + 64 <= kp; k += 64) {  /* 16 kept values span 32 inputs */
+        HALF_STEP(acc0, k);
+        HALF_STEP(acc1, k + 16);
+        HALF_STEP(acc2, k + 32);
+        HALF_STEP(acc3, k + 48);
+    }
+    for (; k + 16 <= kp; k += 16) HALF_STEP(acc0, k);
+#undef HALF_STEP
+    acc0 = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
+    float acc = _mm512_reduce_add_ps(acc0);
+    for (; k < kp; ++k) acc += vr[k] * x[(k / n) * m + orow[k]];
+    return acc;
+}
+#endif
+
 /* returns 0 on success, 2 if a thread-local buffer could not be allocated */
 int nm_spmm_f32(const float *restrict x, const float *restrict vals, const uint8_t *restrict off,
                 float *restrict y, int64_t out, int64_t in, int64_t n, int64_t m, int64_t v,
@@ -90,6 +128,11 @@ int nm_spmm_f32(const float *restrict x, const float *restrict vals, const uint8
             for (int64_t b = 0; b < batch; ++b) {
                 const float *restrict xb = x + b * in;
                 float acc = 0.f;
+#if defined(__AVX512F__)
+                if (2 * n == m && 32 % m == 0) {
+                    acc = row_half_avx512(vr, orow, xb, kp, n, m);
+                } else
+#endif
                 if (pow2) {  /* gcc turns this into vector gathers */
 #pragma omp simd reduction(+ : acc)
                     for (int64_t k = 0; k < kp; ++k) acc += vr[k] * xb[((k >> sn) << sm) + orow[k]];
@@ -154,3 +197,62 @@ int nm_spmm_rows_kmajor_f32(const float *restrict xt, const float *restrict vals
     }
     return 0;
 }
+
+#if defined(__AVX512F__)
+/* As row_half_avx512 for 1:2 and 2:4 (bits = log2 m = 1 or 2), but reading the bit-packed in-group
+ * offsets of the storage format directly (bits per kept value instead of a byte): 16 offsets are one
+ * 16- or 32-bit word, decoded with a per-lane variable shift. Rows start on a byte boundary
+ * because kp * bits % 8 == 0 (checked by the caller). */
+int nm_spmm_half_packed_f32(const float *restrict x, const float *restrict vals,
+                            const uint8_t *restrict packed, float *restrict y, int64_t out,
+                            int64_t in, int64_t n, int64_t m, int nthreads) {
+    const int64_t kp = in / m * n, bits = (m == 2) ? 1 : 2;
+    if (!((m == 2 && n == 1) || (m == 4 && n == 2)) || (kp * bits) % 8) return 4;
+    int32_t base_arr[16], shift_arr[16];
+    for (int l = 0; l < 16; ++l) {
+        base_arr[l] = (int32_t)((l / n) * m);
+        shift_arr[l] = (int32_t)(l * bits);
+    }
+    const __m512i base = _mm512_loadu_si512((const void *)base_arr);
+    const __m512i shifts = _mm512_loadu_si512((const void *)shift_arr);
+    const __m512i mask = _mm512_set1_epi32((int32_t)(m - 1));
+    /* rows in tiles of R = 4 share each 32-input window of x (loaded once per tile, not per row) */
+    const int64_t tiles = (out + 3) / 4;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t o0 = t * 4, rows = (o0 + 4 <= out) ? 4 : out - o0;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int64_t k = 0;
+        for (; k + 16 <= kp; k += 16) {
+            const __m512 lo = _mm512_loadu_ps(x + 2 * k), hi = _mm512_loadu_ps(x + 2 * k + 16);
+            for (int64_t r = 0; r < rows; ++r) {
+                const uint8_t *restrict prow = packed + (o0 + r) * kp * bits / 8;
+                const uint32_t word = bits == 2 ? *(const uint32_t *)(const void *)(prow + k / 4)
+                                                : *(const uint16_t *)(const void *)(prow + k / 8);
+                const __m512i ix = _mm512_add_epi32(
+                    _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int32_t)word), shifts), mask), base);
+                acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(vals + (o0 + r) * kp + k),
+                                         _mm512_permutex2var_ps(lo, ix, hi), acc[r]);
+            }
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+            const float *restrict vr = vals + (o0 + r) * kp;
+            const uint8_t *restrict prow = packed + (o0 + r) * kp * bits / 8;
+            float a = _mm512_reduce_add_ps(acc[r]);
+            for (int64_t kk = k; kk < kp; ++kk) {
+                const int64_t bit = kk * bits;
+                const int64_t off = (prow[bit / 8] >> (bit % 8)) & (m - 1);
+                a += vr[kk] * x[(kk / n) * m + off];
+            }
+            y[o0 + r] = a;
+        }
+    }
+    return 0;
+}
+#else
+int nm_spmm_half_packed_f32(const float *x, const float *vals, const uint8_t *packed, float *y,
+                            int64_t out, int64_t in, int64_t n, int64_t m, int nthreads) {
+    (void)x; (void)vals; (void)packed; (void)y; (void)out; (void)in; (void)n; (void)m; (void)nthreads;
+    return 5;  /* not built with AVX-512 */
+}
+#endif
