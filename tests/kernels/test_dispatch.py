@@ -84,3 +84,15 @@ def test_native_rejects_what_it_cannot_do():
         native.fn(w.to(dtype=torch.bfloat16), torch.randn(2, 8, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="at most 64 rows"):
         native.fn(w, torch.randn(65, 8))
+
+
+@pytest.mark.parametrize("n,m,in_features", [(2, 4, 72), (1, 2, 80), (2, 4, 64)])
+def test_native_packed_half_path(n, m, in_features):
+    """1:2 / 2:4, v = 1, batch 1 reads the packed indices (AVX-512 builds): SIMD steps + scalar tail,
+    and 9 rows = two 4-row tiles + a remainder."""
+    native = impls()["native"]
+    if not native.available():
+        pytest.skip("no C compiler")
+    w = random_nm(9, in_features, n, m, 1)
+    x = torch.randn(1, in_features)
+    torch.testing.assert_close(native.fn(w, x), x @ w.to_dense().T)
