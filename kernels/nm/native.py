@@ -1,4 +1,4 @@
-"""Native CPU impl for small batches: a ~100-line C kernel (``csrc/nm_cpu.c``) through ctypes.
+"""Native CPU impl for small batches: a C kernel (``csrc/nm_cpu.c``) called through ctypes.
 
 Why: the torch gather+bmm path (:mod:`kernels.nm.cpu`) turns each vector block into a small GEMM; at
 batch 1-16 those GEMMs are GEMVs and torch's batched GEMV streams the values slower than MKL's dense
