@@ -25,6 +25,9 @@ class LitClassifier(L.LightningModule):
         masks: ``{parameter name: bool tensor}``; masked-out weights are zeroed before
             training and after every optimiser step, so a pruning mask is held fixed.
         loss_fn: defaults to cross-entropy; distillation passes its own.
+        train_outputs: optional ``f(model, x)`` giving what ``loss_fn`` receives as its
+            first argument during training instead of ``model(x)`` (e.g. both heads of a
+            two-head student). Validation always uses ``model(x)``.
     """
 
     def __init__(
@@ -34,11 +37,13 @@ class LitClassifier(L.LightningModule):
         weight_decay: float = 0.0,
         masks: dict[str, torch.Tensor] | None = None,
         loss_fn: LossFn = cross_entropy,
+        train_outputs: Callable[[nn.Module, torch.Tensor], object] | None = None,
     ):
         super().__init__()
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.loss_fn = loss_fn
+        self.train_outputs = train_outputs
         self.masks = dict(masks or {})
         params = dict(model.named_parameters())
         for name, mask in self.masks.items():
@@ -58,7 +63,8 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.loss_fn(self.model(x), y, x)
+        out = self.model(x) if self.train_outputs is None else self.train_outputs(self.model, x)
+        loss = self.loss_fn(out, y, x)
         self.log("train_loss", loss, on_epoch=True, on_step=False, prog_bar=False)
         return loss
 
