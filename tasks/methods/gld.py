@@ -98,11 +98,9 @@ def gw_best_permutation(c1: torch.Tensor, c2: torch.Tensor) -> float:
     n = c1.shape[0]
     if n > 8:
         raise ValueError(f"gw_best_permutation enumerates n! couplings; n = {n} is too large")
-    best = float("inf")
-    for perm in itertools.permutations(range(n)):
-        p = torch.tensor(perm)
-        best = min(best, float(((c1 - c2[p][:, p]) ** 2).mean()))
-    return best
+    perms = torch.tensor(list(itertools.permutations(range(n))))  # (n!, n)
+    c2p = c2[perms[:, :, None], perms[:, None, :]]  # (n!, n, n): c2 relabelled by each permutation
+    return float(((c1[None] - c2p) ** 2).mean(dim=(1, 2)).min())
 
 
 # --------------------------------------------------------------------------------------------
