@@ -37,7 +37,9 @@ class DistillParams(OptimParams):
         loss_params: keyword arguments of that loss (checked against its signature).
         seeds: one student per seed (init + data order).
         teacher_seed: use this teacher seed for every student; ``None`` pairs student seed s
-            with teacher seed s.
+            with teacher seed ``s + teacher_seed_offset``.
+        teacher_seed_offset: see ``teacher_seed`` (main teacher only; e.g. a reference
+            model trained with other seeds than the students).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +51,7 @@ class DistillParams(OptimParams):
     loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
     seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
     teacher_seed: int | None = None
+    teacher_seed_offset: int = 0
 
     @field_validator("loss")
     @classmethod
@@ -115,7 +118,8 @@ def _teachers(params: DistillParams, teacher_weights, aux_teacher_weights, in_fe
     def build(seed: int) -> list[nn.Module]:
         models = []
         for what, spec, per_seed in sources:
-            sd = pick_seed(per_seed, seed if params.teacher_seed is None else params.teacher_seed, what)
+            offset = params.teacher_seed_offset if what == "teacher_weights" else 0
+            sd = pick_seed(per_seed, seed + offset if params.teacher_seed is None else params.teacher_seed, what)
             c = head_classes(sd, what)
             if what == "teacher_weights" and c != n_classes:
                 raise ParamsError(
@@ -210,6 +214,8 @@ def distill(
         if test is not None:
             m["test"] = accuracy_and_loss(model, test)
             m["teacher_test"] = accuracy_and_loss(teachers[0], test)
+            if len(teachers) > 1 and teachers[1].head.out_features == n_classes:
+                m["aux_teacher_test"] = accuracy_and_loss(teachers[1], test)
         metrics[str(seed)] = m
     summary = {
         f"{split}_acc_mean": sum(metrics[str(s)][split]["acc"] for s in params.seeds) / len(params.seeds)

@@ -1,0 +1,165 @@
+"""Shared pieces of the distillation paper pipelines: arms and the arm-comparison tables.
+
+A distillation paper compares *arms* (students trained with different losses) on the same
+data, teacher(s), student size, seeds and budget. ``params.yaml`` gives one ``distill``
+section (:class:`DistillSetup`, what every arm shares) and an ``arms`` mapping
+(:class:`Arm`, what differs); each arm is one stage whose core is :func:`distill_arm`.
+
+Reports compare arms on per-seed metrics with 95 % bootstrap CIs
+(:func:`tasks.methods.rliable.bootstrap_ci`). Comparisons between two arms are *paired* by
+seed (same seed = same init, data order and teacher), so the CI is that of the mean
+per-seed difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import ModelSpec
+from tasks.distill import DistillParams, distill
+from tasks.errors import ParamsError, ReprolabError
+from tasks.methods.rliable import bootstrap_ci
+
+
+class DistillSetup(BaseModel):
+    """What every arm of a paper shares (see :class:`tasks.distill.DistillParams`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: ModelSpec = ModelSpec()
+    aux_teacher: ModelSpec | None = None
+    student: ModelSpec = ModelSpec(hidden=(32,))
+    seeds: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), min_length=1)
+    teacher_seed: int | None = None
+    teacher_seed_offset: int = 0
+    max_epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+
+
+class Arm(BaseModel):
+    """One arm: the loss, its params, and (optionally) another student architecture name.
+
+    Attributes:
+        loss: registered loss name.
+        loss_params: its keyword arguments.
+        student_arch: overrides ``distill.student.arch`` (``mlp_dual_head`` for dual-head KD).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loss: str
+    loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
+    student_arch: str | None = None
+
+
+def arm_params(setup: DistillSetup, arm: Arm, name: str = "?") -> DistillParams:
+    """The full :class:`DistillParams` of one arm; errors name the arm."""
+    fields = setup.model_dump()
+    student = setup.student if arm.student_arch is None else setup.student.model_copy(update={"arch": arm.student_arch})
+    try:
+        return DistillParams(
+            **{**fields, "teacher": setup.teacher, "aux_teacher": setup.aux_teacher, "student": student},
+            loss=arm.loss,
+            loss_params=dict(arm.loss_params),
+        )
+    except (ValueError, ReprolabError) as e:
+        raise ParamsError(f"arms.{name}: {e}") from e
+
+
+def check_arms(setup: DistillSetup, arms: Mapping[str, Arm]) -> None:
+    """Validate every arm against the shared setup (call from a paper's params validator)."""
+    for name, arm in arms.items():
+        arm_params(setup, arm, name)
+    if len(setup.seeds) < 2:
+        raise ParamsError(f"distill.seeds = {list(setup.seeds)}: need >= 2 seeds for confidence intervals")
+
+
+def distill_arm(params: Mapping[str, BaseModel], **inputs: Any) -> dict[str, Any]:
+    """Stage core of one arm: ``params`` = ``{"distill": DistillSetup, "arms.<name>": Arm}``."""
+    setup = params["distill"]
+    (key,) = [k for k in params if k.startswith("arms.")]
+    return distill(arm_params(setup, params[key], key.split(".", 1)[1]), **inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons
+# --------------------------------------------------------------------------------------------
+
+
+def per_seed(metrics: Mapping[str, Any], key: str = "test.acc") -> dict[int, float]:
+    """``{seed: value}`` of a dotted ``key`` from a distill/train metrics JSON."""
+    out = {}
+    for seed, m in metrics["seeds"].items():
+        cur: Any = m
+        for part in key.split("."):
+            if not isinstance(cur, Mapping) or part not in cur:
+                raise ReprolabError(f"metrics of seed {seed} have no {key!r}")
+            cur = cur[part]
+        out[int(seed)] = float(cur)
+    return out
+
+
+def mean_ci(values: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi): 95 % percentile-bootstrap CI of the mean over seeds."""
+    return bootstrap_ci(values, statistic="mean", reps=2000, alpha=0.05, seed=seed)
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:
+    """Mean per-seed difference ``a - b`` with its 95 % bootstrap CI and the win count."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        raise ReprolabError(f"paired comparison needs >= 2 common seeds, got {seeds}")
+    d = [a[s] - b[s] for s in seeds]
+    mean, lo, hi = mean_ci(d)
+    return {"diff": mean, "lo": lo, "hi": hi, "wins": float(sum(x > 0 for x in d)), "n": float(len(d))}
+
+
+def direction(cmp: Mapping[str, float]) -> str:
+    """``better`` / ``worse`` when the CI excludes 0, else ``no clear difference``."""
+    if cmp["lo"] > 0:
+        return "better"
+    if cmp["hi"] < 0:
+        return "worse"
+    return "no clear difference"
+
+
+def arm_table(arm_values: Mapping[str, Mapping[int, float]], labels: Mapping[str, str] | None = None) -> pa.Table:
+    """One row per arm: mean and 95 % CI over seeds (``value`` in the metric's unit)."""
+    rows = []
+    for name, vals in arm_values.items():
+        v = [vals[s] for s in sorted(vals)]
+        mean, lo, hi = mean_ci(v)
+        rows.append(
+            {"arm": name, "what": (labels or {}).get(name, ""), "seeds": len(v), "mean": mean, "ci_lo": lo, "ci_hi": hi}
+        )
+    return pa.Table.from_pylist(rows)
+
+
+def comparison_table(pairs: Mapping[str, tuple[Mapping[int, float], Mapping[int, float]]]) -> pa.Table:
+    """One row per named paired comparison ``a - b``."""
+    rows = []
+    for name, (a, b) in pairs.items():
+        c = paired(a, b)
+        rows.append({"comparison": name, **c, "result": direction(c)})
+    return pa.Table.from_pylist(rows)
+
+
+def describe(cmp: Mapping[str, float], scale: float = 100.0, unit: str = "pts") -> str:
+    return (
+        f"{cmp['diff'] * scale:+.2f} {unit} [95% CI {cmp['lo'] * scale:+.2f}, {cmp['hi'] * scale:+.2f}], "
+        f"better on {int(cmp['wins'])}/{int(cmp['n'])} seeds"
+    )
+
+
+def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
+    """Flat ``{arm.mean: ...}`` numbers for metrics.json (MLflow logs them)."""
+    out = {}
+    for name, vals in arm_values.items():
+        out[f"{name}.mean"] = float(torch.tensor(list(vals.values())).mean())
+    return out
