@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks.errors import ArtifactError
 
 DATASETS = ("digits", "mnist1d", "breast_cancer")
+FEATURES = {"digits": 64, "mnist1d": 40, "breast_cancer": 30}  # input width of each dataset
 SPLITS = ("train", "val", "test")
 
 
@@ -53,6 +54,9 @@ class DataParams(BaseModel):
     noise_scale: float = Field(default=1.0, ge=0.0)
     max_samples: int | None = Field(default=None, ge=30)
 
+    def num_features(self) -> int:
+        return FEATURES[self.dataset]
+
     @model_validator(mode="after")
     def _fractions(self):
         if self.val_fraction + self.test_fraction >= 0.9:
@@ -68,6 +72,16 @@ def split_schema(d: int) -> pa.Schema:
     return pa.schema(
         [("id", pa.int64()), ("label", pa.int64()), ("x", pa.list_(pa.float32(), d))]
     )
+
+
+def split_schema_check(table: pa.Table, where: str) -> None:
+    """Schema check of a split table of any width: ``id``, ``label``, ``x`` list<float32>[d]."""
+    x = table.schema.field("x").type if "x" in table.schema.names else None
+    if not isinstance(x, pa.FixedSizeListType):
+        raise ArtifactError(f"schema mismatch in {where}: column 'x' must be fixed_size_list<float32>, got {x}")
+    from tasks.artifacts import check_schema
+
+    check_schema(table, split_schema(x.list_size), where)
 
 
 def _load(p: DataParams) -> tuple[np.ndarray, np.ndarray]:

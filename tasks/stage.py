@@ -344,6 +344,7 @@ def run_stage(
         res.reused, res.seconds = True, time.perf_counter() - t0
         return res
 
+    _remove_stale_staging(final)
     produced = compute(paper, stage, params, _load_inputs(paper, stage, input_paths))
     staging = final.parent / f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.partial"
     try:
@@ -362,6 +363,26 @@ def run_stage(
         if staging.exists():
             shutil.rmtree(staging)
     return res
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Delete staging dirs of ``final`` left by a killed process (never a live one's)."""
+    if not final.parent.is_dir():
+        return
+    for d in final.parent.glob(f".{final.name}.*.partial"):
+        pid = int(d.name.split(".")[2])
+        if not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def resolve_inputs(stage: Stage, results: Mapping[str, StageResult]) -> dict[str, str]:

@@ -107,6 +107,7 @@ def fit(
         # NOTE: Lightning warns that a small CPU DataLoader has few workers; that is by design.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6.6 vs torch 2.13
         trainer.fit(lit, loader, val_loader)
     return lit.history
 
