@@ -163,3 +163,81 @@ def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, 
     for name, vals in arm_values.items():
         out[f"{name}.mean"] = float(torch.tensor(list(vals.values())).mean())
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# PLATFORM: params model and stage list shared by the logit-KD papers
+# --------------------------------------------------------------------------------------------
+
+from typing import Callable, ClassVar  # noqa: E402
+
+from pydantic import model_validator  # noqa: E402
+
+from tasks.data_prep import DataParams, prepare, split_schema_check  # noqa: E402
+from tasks.stage import Stage  # noqa: E402
+from tasks.train import TrainParams, train  # noqa: E402
+
+SPLITS = {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"}
+DISTILL_OUTPUTS = {"weights": "weights.safetensors", "metrics": "metrics.json"}
+REPORT_OUTPUTS = {"report": "report.md", "summary": "summary.parquet", "metrics": "metrics.json"}
+
+
+def check_teacher_seeds(teacher: TrainParams, setup: DistillSetup, what: str = "teacher") -> None:
+    """Every student seed must find its teacher seed (``seed + offset`` or ``teacher_seed``)."""
+    need = {setup.teacher_seed} if setup.teacher_seed is not None else {s + setup.teacher_seed_offset for s in setup.seeds}
+    missing = sorted(need - set(teacher.seeds))
+    if missing:
+        raise ValueError(f"{what}.seeds = {list(teacher.seeds)} lacks the seed(s) {missing} that distill.seeds need")
+    if teacher.model != setup.teacher:
+        raise ValueError(f"distill.teacher {setup.teacher} differs from {what}.model {teacher.model}")
+
+
+class KDPaperParams(BaseModel):
+    """Params of a logit-KD paper: data, teacher training, shared distill setup, arms.
+
+    Subclasses set ``ARMS``: the arm names the paper's stage list and report expect.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ARMS: ClassVar[tuple[str, ...]] = ()
+
+    data: DataParams = DataParams(dataset="mnist1d")
+    teacher: TrainParams = TrainParams()
+    distill: DistillSetup = DistillSetup()
+    arms: dict[str, Arm] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if set(self.arms) != set(self.ARMS):
+            raise ValueError(f"arms = {sorted(self.arms)}: this paper runs exactly the arms {list(self.ARMS)}")
+        check_arms(self.distill, self.arms)
+        check_teacher_seeds(self.teacher, self.distill)
+        return self
+
+
+def prepare_stage() -> Stage:
+    return Stage("prepare", prepare, params=("data",), outputs=SPLITS, schemas={s: split_schema_check for s in SPLITS})
+
+
+def data_inputs(test: bool = True) -> dict[str, str]:
+    return {"train": "prepare.train", "val": "prepare.val", **({"test": "prepare.test"} if test else {})}
+
+
+def arm_stage(arm: str, teacher: str, aux_teacher: str | None = None) -> Stage:
+    """``distill_<arm>``: one student per seed from ``teacher`` (``"<stage>.weights"``)."""
+    inputs = {**data_inputs(), "teacher_weights": teacher}
+    if aux_teacher:
+        inputs["aux_teacher_weights"] = aux_teacher
+    return Stage(f"distill_{arm}", distill_arm, params=("distill", f"arms.{arm}"), inputs=inputs, outputs=DISTILL_OUTPUTS)
+
+
+def kd_stages(arms: tuple[str, ...], report: Callable[..., Any]) -> tuple[Stage, ...]:
+    """prepare -> train_teacher -> distill_<arm> for each arm -> report."""
+    return (
+        prepare_stage(),
+        Stage("train_teacher", train, params=("teacher",), inputs=data_inputs(test=False),
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        *(arm_stage(a, "train_teacher.weights") for a in arms),
+        Stage("report", report, params=("distill",), inputs={f"metrics_{a}": f"distill_{a}.metrics" for a in arms},
+              outputs=REPORT_OUTPUTS),
+    )
