@@ -25,16 +25,14 @@ from tasks.methods.kd import check_loss_params, get_loss
 from tasks.train import OptimParams, accuracy_and_loss, fit, init_model, num_classes, pack_seeds, unpack_seeds
 
 
-class DistillParams(OptimParams):
-    """Params of the ``distill`` stage.
+class DistillSetup(OptimParams):
+    """Everything about a distillation run except the loss (shared by a paper's arms).
 
     Attributes:
         teacher: architecture of the teacher weights (``teacher_weights`` input).
         aux_teacher: architecture of a second teacher (``aux_teacher_weights``): another
             teacher to fuse (GLD), or the old model of a model update (may have fewer classes).
         student: architecture of the student (``mlp_dual_head`` for the dual-head loss).
-        loss: registered loss name (:func:`tasks.methods.kd.registered_losses`).
-        loss_params: keyword arguments of that loss (checked against its signature).
         seeds: one student per seed (init + data order).
         teacher_seed: use this teacher seed for every student; ``None`` pairs student seed s
             with teacher seed ``s + teacher_seed_offset``.
@@ -47,11 +45,21 @@ class DistillParams(OptimParams):
     teacher: ModelSpec = ModelSpec()
     aux_teacher: ModelSpec | None = None
     student: ModelSpec = ModelSpec(hidden=(32,))
-    loss: str = "kd"
-    loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
     seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
     teacher_seed: int | None = None
     teacher_seed_offset: int = 0
+
+
+class DistillParams(DistillSetup):
+    """Params of the ``distill`` core: the setup plus the loss.
+
+    Attributes:
+        loss: registered loss name (:func:`tasks.methods.kd.registered_losses`).
+        loss_params: keyword arguments of that loss (checked against its signature).
+    """
+
+    loss: str = "kd"
+    loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
 
     @field_validator("loss")
     @classmethod

@@ -19,27 +19,9 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import ModelSpec
-from tasks.distill import DistillParams, distill
+from tasks.distill import DistillParams, DistillSetup, distill
 from tasks.errors import ParamsError, ReprolabError
 from tasks.methods.rliable import bootstrap_ci
-
-
-class DistillSetup(BaseModel):
-    """What every arm of a paper shares (see :class:`tasks.distill.DistillParams`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    teacher: ModelSpec = ModelSpec()
-    aux_teacher: ModelSpec | None = None
-    student: ModelSpec = ModelSpec(hidden=(32,))
-    seeds: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), min_length=1)
-    teacher_seed: int | None = None
-    teacher_seed_offset: int = 0
-    max_epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=1e-3, gt=0.0)
-    weight_decay: float = Field(default=0.0, ge=0.0)
 
 
 class Arm(BaseModel):
@@ -60,14 +42,10 @@ class Arm(BaseModel):
 
 def arm_params(setup: DistillSetup, arm: Arm, name: str = "?") -> DistillParams:
     """The full :class:`DistillParams` of one arm; errors name the arm."""
-    fields = setup.model_dump()
     student = setup.student if arm.student_arch is None else setup.student.model_copy(update={"arch": arm.student_arch})
+    fields = {name: getattr(setup, name) for name in type(setup).model_fields}
     try:
-        return DistillParams(
-            **{**fields, "teacher": setup.teacher, "aux_teacher": setup.aux_teacher, "student": student},
-            loss=arm.loss,
-            loss_params=dict(arm.loss_params),
-        )
+        return DistillParams(**{**fields, "student": student}, loss=arm.loss, loss_params=dict(arm.loss_params))
     except (ValueError, ReprolabError) as e:
         raise ParamsError(f"arms.{name}: {e}") from e
 
