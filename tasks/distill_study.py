@@ -170,6 +170,31 @@ def check_teacher_seeds(teacher: TrainParams, setup: DistillSetup, what: str = "
         raise ValueError(f"distill.teacher {setup.teacher} differs from {what}.model {teacher.model}")
 
 
+def check_paper(
+    setup: DistillSetup,
+    arms: Mapping[str, Arm],
+    expected: tuple[str, ...],
+    teacher: tuple[TrainParams, str],
+    aux_teacher: tuple[TrainParams, str] | None = None,
+) -> None:
+    """Cross-section checks of a distillation paper's params (run before any work).
+
+    The arm names must be exactly ``expected``; the teacher(s) trained by the paper must be
+    the architectures ``distill`` loads and have every seed the students need.
+    """
+    if set(arms) != set(expected):
+        raise ValueError(f"arms = {sorted(arms)}: this paper runs exactly the arms {list(expected)}")
+    check_teacher_seeds(teacher[0], setup, teacher[1])
+    if aux_teacher is not None:
+        train_aux, what = aux_teacher
+        if setup.aux_teacher != train_aux.model:
+            raise ValueError(f"distill.aux_teacher must equal {what}.model = {train_aux.model}")
+        missing = sorted(set(setup.seeds) - set(train_aux.seeds))
+        if missing:
+            raise ValueError(f"{what}.seeds = {list(train_aux.seeds)} lacks distill seed(s) {missing}")
+    check_arms(setup, arms)
+
+
 class KDPaperParams(BaseModel):
     """Params of a logit-KD paper: data, teacher training, shared distill setup, arms.
 
@@ -186,10 +211,7 @@ class KDPaperParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if set(self.arms) != set(self.ARMS):
-            raise ValueError(f"arms = {sorted(self.arms)}: this paper runs exactly the arms {list(self.ARMS)}")
-        check_arms(self.distill, self.arms)
-        check_teacher_seeds(self.teacher, self.distill)
+        check_paper(self.distill, self.arms, self.ARMS, (self.teacher, "teacher"))
         return self
 
 

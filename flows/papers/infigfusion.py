@@ -25,8 +25,7 @@ from tasks.distill_study import (
     Arm,
     DistillSetup,
     arm_stage,
-    check_arms,
-    check_teacher_seeds,
+    check_paper,
     data_inputs,
     prepare_stage,
 )
@@ -51,15 +50,7 @@ class InfiGFusionParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if set(self.arms) != set(ARMS):
-            raise ValueError(f"arms = {sorted(self.arms)}: this paper runs exactly the arms {list(ARMS)}")
-        check_teacher_seeds(self.teacher_a, self.distill, "teacher_a")
-        if self.distill.aux_teacher != self.teacher_b.model:
-            raise ValueError(f"distill.aux_teacher must equal teacher_b.model = {self.teacher_b.model}")
-        missing = sorted(set(self.distill.seeds) - set(self.teacher_b.seeds))
-        if missing:
-            raise ValueError(f"teacher_b.seeds = {list(self.teacher_b.seeds)} lacks distill seed(s) {missing}")
-        check_arms(self.distill, self.arms)
+        check_paper(self.distill, self.arms, ARMS, (self.teacher_a, "teacher_a"), (self.teacher_b, "teacher_b"))
         return self
 
 

@@ -27,8 +27,7 @@ from tasks.distill_study import (
     Arm,
     DistillSetup,
     arm_stage,
-    check_arms,
-    check_teacher_seeds,
+    check_paper,
     prepare_stage,
 )
 from tasks.methods import negative_flips as nf
@@ -53,15 +52,7 @@ class NegativeFlipsParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if set(self.arms) != set(ARMS):
-            raise ValueError(f"arms = {sorted(self.arms)}: this paper runs exactly the arms {list(ARMS)}")
-        if self.distill.aux_teacher != self.old.model:
-            raise ValueError(f"distill.aux_teacher must be the old model's spec old.model = {self.old.model}")
-        check_teacher_seeds(self.reference, self.distill, "reference")
-        missing = sorted(set(self.distill.seeds) - set(self.old.seeds))
-        if missing:
-            raise ValueError(f"old.seeds = {list(self.old.seeds)} lacks distill seed(s) {missing}")
-        check_arms(self.distill, self.arms)
+        check_paper(self.distill, self.arms, ARMS, (self.reference, "reference"), (self.old, "old"))
         return self
 
 
