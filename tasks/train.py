@@ -80,6 +80,9 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with Lightning; return the per-epoch history.
 
+    ``loss_fn(out, y, x)`` and ``train_outputs(model, x)`` (what ``out`` is during
+    training; default ``model(x)``) are passed to :class:`models.lit.LitClassifier`.
+
     Deterministic on CPU for a given seed: the seed fixes the data order and any dropout.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

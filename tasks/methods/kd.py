@@ -100,6 +100,8 @@ def check_loss_params(name: str, params: dict) -> None:
     for key in ("temperature", "tau", "logit_temperature"):
         if key in params and not float(params[key]) > 0:
             raise ReprolabError(f"loss {name!r}: {key} must be > 0, got {params[key]!r}")
+    if "top_k" in params and not (isinstance(params["top_k"], int) and params["top_k"] >= 1):
+        raise ReprolabError(f"loss {name!r}: top_k must be an integer >= 1, got {params['top_k']!r}")
 
 
 def _import_all() -> None:
