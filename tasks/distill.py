@@ -38,6 +38,9 @@ class DistillSetup(OptimParams):
             with teacher seed ``s + teacher_seed_offset``.
         teacher_seed_offset: see ``teacher_seed`` (main teacher only; e.g. a reference
             model trained with other seeds than the students).
+        student_variant: when the ``student_weights`` artifact holds several variants
+            (``nm_sparsity``'s prune output, keys ``"<variant>/<seed>.<param>"``, e.g.
+            ``"2:4_v1"``), the one to start from.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +51,7 @@ class DistillSetup(OptimParams):
     seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
     teacher_seed: int | None = None
     teacher_seed_offset: int = 0
+    student_variant: str | None = None
 
 
 class DistillParams(DistillSetup):
@@ -104,6 +108,16 @@ def pick_seed(per_seed: dict[int, dict], seed: int, what: str) -> dict[str, torc
     if seed not in per_seed:
         raise ArtifactError(f"{what} has seeds {sorted(per_seed)}, but seed {seed} is needed")
     return per_seed[seed]
+
+
+def select_variant(sd: dict[str, torch.Tensor], variant: str) -> dict[str, torch.Tensor]:
+    """The per-seed packed weights of one variant of a ``"<variant>/<seed>.<param>"`` dict."""
+    prefix = f"{variant}/"
+    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not out:
+        variants = sorted({k.split("/", 1)[0] for k in sd if "/" in k})
+        raise ArtifactError(f"student_weights has no variant {variant!r}; variants: {variants}")
+    return out
 
 
 def masks_from_zeros(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -192,6 +206,8 @@ def distill(
     n_classes = num_classes(train, val)
     in_features = num_features(train)
     teachers_for = _teachers(params, teacher_weights, aux_teacher_weights, in_features, n_classes)
+    if student_weights and params.student_variant is not None:
+        student_weights = select_variant(student_weights, params.student_variant)
     student_init = unpack_seeds(student_weights) if student_weights else None
     train_outputs = (lambda m, x: m.forward_heads(x)) if get_loss(params.loss).heads == 2 else None
 

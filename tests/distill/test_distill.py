@@ -137,3 +137,23 @@ def test_missing_teacher_artifact(tmp_path, data, teacher):
         distill(params(seeds=(5,)), train=data["train"], val=data["val"], teacher_weights=teacher["weights"])
     with pytest.raises(ArtifactError, match="weights do not fit mlp"):
         distill(params(teacher=ModelSpec(hidden=(32,))), train=data["train"], val=data["val"], teacher_weights=teacher["weights"])
+
+
+def test_recovers_the_nm_sparsity_prune_output(data, teacher):
+    """The pruned-weights artifact of nm_sparsity's prune stage is a valid student init."""
+    from tasks.methods import nm_magnitude as nm
+
+    train_p = TrainParams(model=ModelSpec(hidden=(64,)), seeds=(0, 1), **TINY)
+    pruned = nm.prune(
+        {"prune": nm.PruneParams(patterns=("2:4",), vectors=(1,)), "train": train_p},
+        dense=teacher["weights"],
+        train=data["train"],
+    )["weights"]
+    p = params(loss="kd", student=ModelSpec(hidden=(64,)), student_variant="2:4_v1")
+    out = distill(p, train=data["train"], val=data["val"], teacher_weights=teacher["weights"], student_weights=pruned)
+    for s in ("0", "1"):
+        assert out["metrics"]["seeds"][s]["masks_held"] is True
+        assert out["metrics"]["seeds"][s]["masked_fraction"] == pytest.approx(0.5)
+    with pytest.raises(ArtifactError, match=r"no variant '1:8_v1'; variants: \['2:4_v1'\]"):
+        distill(params(student=ModelSpec(hidden=(64,)), student_variant="1:8_v1"), train=data["train"],
+                val=data["val"], teacher_weights=teacher["weights"], student_weights=pruned)
