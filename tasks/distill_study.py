@@ -89,7 +89,7 @@ def mean_ci(values: list[float], seed: int = 0) -> tuple[float, float, float]:
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:
-    """Mean per-seed difference ``a - b`` with its 95 % bootstrap CI and the win count."""
+    """Mean per-seed difference ``a - b`` with its 95 % bootstrap CI; ``wins`` = #seeds with a > b."""
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         raise ReprolabError(f"paired comparison needs >= 2 common seeds, got {seeds}")
@@ -99,11 +99,14 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:
 
 
 def direction(cmp: Mapping[str, float]) -> str:
-    """``better`` / ``worse`` when the CI excludes 0, else ``no clear difference``."""
+    """``a > b`` / ``a < b`` when the CI of ``a - b`` excludes 0, else ``no clear difference``.
+
+    Neutral on purpose: higher accuracy is better, a higher negative-flip rate is worse.
+    """
     if cmp["lo"] > 0:
-        return "better"
+        return "a > b"
     if cmp["hi"] < 0:
-        return "worse"
+        return "a < b"
     return "no clear difference"
 
 
@@ -131,7 +134,7 @@ def comparison_table(pairs: Mapping[str, tuple[Mapping[int, float], Mapping[int,
 def describe(cmp: Mapping[str, float], scale: float = 100.0, unit: str = "pts") -> str:
     return (
         f"{cmp['diff'] * scale:+.2f} {unit} [95% CI {cmp['lo'] * scale:+.2f}, {cmp['hi'] * scale:+.2f}], "
-        f"better on {int(cmp['wins'])}/{int(cmp['n'])} seeds"
+        f"a > b on {int(cmp['wins'])}/{int(cmp['n'])} seeds"
     )
 
 
