@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from models import ModelSpec, build_model

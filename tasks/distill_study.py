@@ -13,15 +13,18 @@ per-seed difference.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.distill import DistillParams, DistillSetup, distill
 from tasks.errors import ParamsError, ReprolabError
 from tasks.methods.rliable import bootstrap_ci
+from tasks.stage import Stage
+from tasks.train import TrainParams, train
 
 
 class Arm(BaseModel):
@@ -149,14 +152,6 @@ def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, 
 # --------------------------------------------------------------------------------------------
 # PLATFORM: params model and stage list shared by the logit-KD papers
 # --------------------------------------------------------------------------------------------
-
-from typing import Callable, ClassVar  # noqa: E402
-
-from pydantic import model_validator  # noqa: E402
-
-from tasks.data_prep import DataParams, prepare, split_schema_check  # noqa: E402
-from tasks.stage import Stage  # noqa: E402
-from tasks.train import TrainParams, train  # noqa: E402
 
 SPLITS = {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"}
 DISTILL_OUTPUTS = {"weights": "weights.safetensors", "metrics": "metrics.json"}
