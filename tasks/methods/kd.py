@@ -299,9 +299,10 @@ def kd_binary_kl(
     Dual-Head KD's motivating failure (Yang et al. 2024, Sec. 3): on a single linear head
     the two losses' gradients conflict and the head collapses.
     """
-    zt = mean_teacher(teachers)
-    return kd(student, y, [zt], temperature=temperature, ce_weight=ce_weight, kd_weight=kd_weight) + (
-        logit_weight * binary_kl(student, zt, logit_temperature)
+    # NOTE: the same objective as dual-head KD with both "heads" being the one head.
+    return dual_head(
+        (student, student), y, teachers, temperature=temperature, logit_temperature=logit_temperature,
+        ce_weight=ce_weight, kd_weight=kd_weight, logit_weight=logit_weight,
     )
 
 
