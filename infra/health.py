@@ -45,7 +45,7 @@ def check_postgres(url: str, timeout: float, dbname: str = "postgres") -> None:
 
 
 def check_s3(endpoint: str, access_key: str, secret_key: str, bucket: str, timeout: float) -> None:
-    """``HeadBucket`` on the S3 store, with no retries and bounded connect/read timeouts.
+    """List one key of ``bucket`` on the S3 store, with no retries and bounded connect/read timeouts.
 
     Raises:
         ServiceUnavailable: endpoint unreachable, credentials rejected or bucket missing.
@@ -65,7 +65,7 @@ def check_s3(endpoint: str, access_key: str, secret_key: str, bucket: str, timeo
         ),
     )
     try:
-        client.head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, MaxKeys=1)
     except botocore.exceptions.EndpointConnectionError:
         raise ServiceUnavailable(f"S3 store at {endpoint} is unreachable (connection refused or timed out)") from None
     except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError):
