@@ -118,7 +118,8 @@ def main() -> int:
             served = overhead_ms({**base, "PREFECT_HOME": home_served, "PREFECT_API_URL": env["PREFECT_API_URL"]},
                                  args.tasks, args.repeats)
             embedded = overhead_ms({**base, "PREFECT_HOME": home_embedded,
-                                    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true"}, args.tasks, args.repeats)
+                                    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+                                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}, args.tasks, args.repeats)
 
         result = {
             "benchmark": "infra",
