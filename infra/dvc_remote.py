@@ -46,7 +46,7 @@ def configure_remote(repo: Path, env: dict[str, str], *, prefix: str = "dvc", na
     """
     url = f"s3://{env['REPROLAB_S3_BUCKET']}/{prefix.strip('/')}"
     dvc(repo, "remote", "add", "--local", "--force", "-d", name, url)
-    for key, value in (("endpointurl", env["REPROLAB_S3_ENDPOINT"]),
+    for key, value in (("endpointurl", env["REPROLAB_S3_URL"]),
                        ("access_key_id", env["AWS_ACCESS_KEY_ID"]),
                        ("secret_access_key", env["AWS_SECRET_ACCESS_KEY"]),
                        ("region", env.get("AWS_DEFAULT_REGION", "us-east-1"))):

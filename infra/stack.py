@@ -202,7 +202,9 @@ def client_env(cfg: StackConfig | None = None, state: StackState | None = None) 
         **QUIET_ENV,
         "PREFECT_API_URL": prefect_api_url(cfg, state),
         "MLFLOW_TRACKING_URI": mlflow_url(cfg, state),
-        "REPROLAB_S3_ENDPOINT": s3_endpoint(cfg, state),
+        # NOTE: not REPROLAB_S3_ENDPOINT, which would mark S3 as external for a later `stack-up`.
+        "REPROLAB_S3_URL": s3_endpoint(cfg, state),
+        "AWS_ENDPOINT_URL_S3": s3_endpoint(cfg, state),
         "REPROLAB_S3_BUCKET": cfg.s3_bucket,
         "REPROLAB_DVC_REMOTE_URL": f"s3://{cfg.s3_bucket}/dvc",
         "AWS_ACCESS_KEY_ID": cfg.s3_access_key,
@@ -382,7 +384,10 @@ def _start_s3(cfg: StackConfig, state: StackState) -> Proc:
     data.mkdir(parents=True, exist_ok=True)
     argv = [node, str(S3RVER_JS), "-d", str(data), "-a", cfg.host, "-p", str(state.ports["s3"]),
             "--no-vhost-buckets", "--configure-bucket", cfg.s3_bucket]
-    return _spawn(cfg, "s3", argv, _base_env())
+    # s3rver's ListObjectsV2 continuation tokens use DES, which Node >= 17 (OpenSSL 3) only has in
+    # the legacy provider; without it any paginated listing (DVC, MLflow) gets HTTP 500.
+    env = {**_base_env(), "NODE_OPTIONS": "--openssl-legacy-provider"}
+    return _spawn(cfg, "s3", argv, env)
 
 
 def _start_mlflow(cfg: StackConfig, state: StackState) -> Proc:

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 from infra_helpers import Stack
@@ -46,6 +47,12 @@ def test_dvc_push_pull_round_trip_survives_s3_restart(stack: Stack, tmp_path: Pa
     # Objects are on the S3 server's disk (file-backed), not only in memory.
     on_disk = list((stack.cfg.stack_dir / "s3" / stack.cfg.s3_bucket).rglob("*"))
     assert any(prefix in str(p) for p in on_disk)
+    # Paginated listings work (s3rver's continuation tokens need Node's legacy OpenSSL provider).
+    s3 = boto3.client("s3", endpoint_url=stack.env["REPROLAB_S3_URL"], region_name="us-east-1")
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=stack.cfg.s3_bucket, Prefix=prefix,
+                                                              PaginationConfig={"PageSize": 5}))
+    assert len(pages) > 1
+    assert sum(p["KeyCount"] for p in pages) == 21 + 1  # 20 shards + weights + the directory manifest
 
     shutil.rmtree(repo / ".dvc" / "cache")
     shutil.rmtree(data)

@@ -148,4 +148,4 @@ def test_unreachable_s3_endpoint_is_a_clear_bounded_error(stack: Stack) -> None:
         up(cfg)
     # The stack's own S3 server with unknown credentials is rejected by name too.
     with pytest.raises(ServiceUnavailable, match="S3 store at .*not usable .*InvalidAccessKeyId"):
-        check_s3(stack.env["REPROLAB_S3_ENDPOINT"], "NOT-A-KEY", "S3RVER", stack.cfg.s3_bucket, timeout=3)
+        check_s3(stack.env["REPROLAB_S3_URL"], "NOT-A-KEY", "S3RVER", stack.cfg.s3_bucket, timeout=3)

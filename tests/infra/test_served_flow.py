@@ -67,7 +67,7 @@ def test_mlflow_run_on_server_and_artifact_byte_identical_from_s3(triggered_run,
                 "losses": [step_loss(0.125, s, 7) for s in (0, 1)]}
     assert json.loads(via_mlflow) == expected
     # ... and the same bytes sit in the S3 bucket, under the server's artifacts destination.
-    s3 = boto3.client("s3", endpoint_url=stack.env["REPROLAB_S3_ENDPOINT"], region_name="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=stack.env["REPROLAB_S3_URL"], region_name="us-east-1")
     key = f"mlflow/{exp.experiment_id}/{run.info.run_id}/artifacts/summary.json"
     via_s3 = s3.get_object(Bucket=stack.cfg.s3_bucket, Key=key)["Body"].read()
     assert via_s3 == via_mlflow
