@@ -1,0 +1,101 @@
+"""N:M sparsity (seed: NM-SpMM, "Efficient Semi-Structured Sparse Matrix Multiplication for
+general N:M sparsity", arXiv 2503.01253; catalogue: ../shared/papers/seed_catalog_A.md, #4).
+
+Pipeline, per dataset (sklearn digits, mnist1d): prepare -> train (dense MLP, several seeds)
+-> prune (magnitude N:M along each layer's reduction dim, v = 1 and NM-SpMM's v = 32) ->
+finetune (mask fixed) -> evaluate (accuracy, loss, parameter/byte counts, compressed-matmul
+parity); then one report over both datasets.
+
+Reproduced at our scale if: the compressed N:M format and reference SpMM equal dense matmul
+with zeros to float tolerance, and accuracy falls gracefully with N/M (fine-tuned 2:4 within
+``report.tolerance_pts`` of dense). The GPU speed-up claims are tested by the kernel
+benchmarks (``make bench-kernels``), not by this CPU pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from tasks.data_prep import DataParams, prepare, split_schema_check
+from tasks.methods import nm_magnitude as nm
+from tasks.stage import Paper, Stage, register_paper
+from tasks.train import OptimParams, TrainParams, train
+
+DATASETS = ("digits", "mnist1d")
+
+
+class NMData(BaseModel):
+    """One data section per dataset (same split settings, own generator options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    digits: DataParams = DataParams(dataset="digits")
+    mnist1d: DataParams = DataParams(dataset="mnist1d")
+
+
+class NMSparsityParams(BaseModel):
+    """The ``nm_sparsity`` section of params.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: NMData = NMData()
+    train: TrainParams = TrainParams()
+    prune: nm.PruneParams = nm.PruneParams()
+    finetune: OptimParams = OptimParams(max_epochs=10)
+    report: nm.ReportParams = nm.ReportParams()
+
+    @model_validator(mode="after")
+    def _nm_fits_the_model(self):
+        for name in DATASETS:
+            d: DataParams = getattr(self.data, name)
+            if d.dataset != name:
+                raise ValueError(f"data.{name}.dataset must be {name!r}, got {d.dataset!r}")
+            widths = self.train.model.linear_in_features(d.num_features())
+            nm.check_widths(self.prune, widths, f"dataset {name}, train.model.hidden={list(self.train.model.hidden)}")
+        if len(self.train.seeds) < 2:
+            raise ValueError(f"train.seeds = {list(self.train.seeds)}: need >= 2 seeds for confidence intervals")
+        return self
+
+
+def _dataset_stages(ds: str) -> list[Stage]:
+    split = {s: split_schema_check for s in ("train", "val", "test")}
+    return [
+        Stage(f"prepare_{ds}", prepare, params=(f"data.{ds}",),
+              outputs={"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"}, schemas=split),
+        Stage(f"train_{ds}", train, params=("train",),
+              inputs={"train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val"},
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        Stage(f"prune_{ds}", nm.prune, params=("prune", "train"),
+              inputs={"dense": f"train_{ds}.weights", "train": f"prepare_{ds}.train"},
+              outputs={"weights": "weights.safetensors", "compressed": "compressed.safetensors",
+                       "metrics": "metrics.json"}),
+        Stage(f"finetune_{ds}", nm.finetune, params=("finetune", "train"),
+              inputs={"pruned": f"prune_{ds}.weights", "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val"},
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        Stage(f"evaluate_{ds}", nm.evaluate, params=("train",),
+              inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "finetuned": f"finetune_{ds}.weights", "compressed": f"prune_{ds}.compressed",
+                      "test": f"prepare_{ds}.test"},
+              outputs={"results": "results.parquet", "predictions": "predictions.parquet"},
+              schemas={"results": nm.RESULTS_SCHEMA}),
+    ]
+
+
+PAPER = register_paper(
+    Paper(
+        name="nm_sparsity",
+        title="NM-SpMM: Accelerating Matrix Multiplication Using N:M Sparsity with GPGPU",
+        arxiv="2503.01253",
+        params_model=NMSparsityParams,
+        module=str(Path(__file__).resolve()),
+        stages=(
+            *(s for ds in DATASETS for s in _dataset_stages(ds)),
+            Stage("report", nm.report, params=("report", "prune"),
+                  inputs={f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
+                  outputs={"report": "report.md", "summary": "summary.parquet",
+                           "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json"}),
+        ),
+    )
+)

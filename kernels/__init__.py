@@ -1,0 +1,1 @@
+"""Compute kernels for reprolab (N:M sparse matmul in :mod:`kernels.nm`)."""

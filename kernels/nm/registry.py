@@ -1,0 +1,122 @@
+"""One dispatch for every N:M matmul implementation (HOUSE_STYLE 4.6).
+
+``nm_matmul(w, x, impl="auto")`` computes what ``nn.Linear`` computes, ``y = x @ W.T``, with
+``x: (..., in)`` and ``y: (..., out)``. NM-SpMM (arXiv 2503.01253, Eq. 1) writes the same product as
+``C = A @ B`` with the sparse weight ``B: (K, N)``; ours is ``W = B.T`` (``(out, in) = (N, K)``) and
+``x = A`` (``(M, K)``, M = tokens), so ``y = x @ W.T = A @ B = C``. Equivalently, in the
+column-vector form ``Y = W @ X`` with ``X = x.T`` we return ``Y.T``.
+
+Selection: ``REPROLAB_KERNEL=reference`` forces the reference everywhere (even over an explicit
+``impl=``). ``REPROLAB_KERNEL=<name>`` replaces ``"auto"`` by that impl. ``"auto"`` takes the
+highest-priority impl whose ``available()`` is true and that ``supports(w, x)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from kernels.nm.format import NMWeight
+
+__all__ = ["Impl", "check_inputs", "get_impl", "impls", "nm_matmul", "register_impl", "select_impl"]
+
+ENV_VAR = "REPROLAB_KERNEL"
+
+
+@dataclass(frozen=True)
+class Impl:
+    """A registered implementation.
+
+    Attributes:
+        name: registry key (``"reference"``, ``"cpu"``, ``"triton"``, ``"semi_structured"``).
+        fn: ``fn(w, x) -> y``; must call :func:`check_inputs` first.
+        available: cheap predicate, true when the impl can run in this process at all.
+        supports: ``supports(w, x)``, true when this impl handles that input (device, dtype, pattern).
+        priority: higher wins in ``"auto"``.
+    """
+
+    name: str
+    fn: Callable[[NMWeight, Tensor], Tensor]
+    available: Callable[[], bool]
+    supports: Callable[[NMWeight, Tensor], bool]
+    priority: int = 0
+
+
+_REGISTRY: dict[str, Impl] = {}
+
+
+def register_impl(impl: Impl) -> Impl:
+    """Add an impl; a duplicate name raises (no silent overwrite)."""
+    if impl.name in _REGISTRY:
+        raise ValueError(f"N:M impl {impl.name!r} is already registered")
+    _REGISTRY[impl.name] = impl
+    return impl
+
+
+def impls() -> dict[str, Impl]:
+    """All registered impls by name (available or not)."""
+    return dict(_REGISTRY)
+
+
+def get_impl(name: str) -> Impl:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown N:M impl {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def check_inputs(w: NMWeight, x: Tensor) -> None:
+    """Shared validation so every impl raises the same error class for the same bad input.
+
+    Raises:
+        TypeError: ``w`` not an NMWeight, ``x`` not a floating tensor, or dtypes differ.
+        ValueError: ``x.shape[-1] != in``, ``x`` is 0-d, or devices differ.
+    """
+    if not isinstance(w, NMWeight):
+        raise TypeError(f"w must be an NMWeight, got {type(w).__name__}")
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"x has shape {tuple(x.shape)}; its last dim must equal in_features={w.shape[1]}"
+        )
+    if x.dtype != w.dtype:
+        raise TypeError(f"x dtype {x.dtype} != weight dtype {w.dtype}")
+    if x.device != w.device:
+        raise ValueError(f"x is on {x.device} but the weight is on {w.device}")
+
+
+def select_impl(w: NMWeight, x: Tensor, impl: str = "auto") -> Impl:
+    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl`."""
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if forced == "reference":
+        return get_impl("reference")
+    if impl == "auto" and forced and forced != "auto":
+        impl = forced
+    if impl != "auto":
+        chosen = get_impl(impl)
+        if not chosen.available():
+            raise RuntimeError(f"N:M impl {impl!r} is not available in this process")
+        return chosen
+    for cand in sorted(_REGISTRY.values(), key=lambda c: -c.priority):
+        if cand.available() and cand.supports(w, x):
+            return cand
+    return get_impl("reference")
+
+
+def nm_matmul(w: NMWeight, x: Tensor, impl: str = "auto") -> Tensor:
+    """``y = x @ W.T`` for a compressed N:M weight (see the module docstring).
+
+    Args:
+        w: compressed ``(out, in)`` weight.
+        x: ``(..., in)`` activations, same dtype and device as ``w``.
+        impl: ``"auto"`` or a registered impl name.
+
+    Returns:
+        ``(..., out)`` in ``x.dtype``.
+    """
+    check_inputs(w, x)
+    return select_impl(w, x, impl).fn(w, x)

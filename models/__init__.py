@@ -1,0 +1,5 @@
+"""Plain ``nn.Module`` models and thin Lightning wrappers, registered by name."""
+
+from models.classifier import MLP, ModelSpec, build_model, register_model
+
+__all__ = ["MLP", "ModelSpec", "build_model", "register_model"]

@@ -1,0 +1,1 @@
+"""Pure stage functions (compute cores), the stage shell and the one CLI."""

@@ -1,0 +1,59 @@
+"""Dispatch: nm_matmul, the env switch and shared input validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.nm import Impl, NMWeight, get_impl, impls, nm_matmul, register_impl, select_impl
+from tests.kernels.conftest import random_nm
+
+
+def test_reference_matches_dense_linear():
+    nw = random_nm(12, 16, 2, 4, 1)
+    x = torch.randn(2, 3, 16)  # (..., in) with two batch dims
+    y = nm_matmul(nw, x, impl="reference")
+    assert y.shape == (2, 3, 12)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, nw.to_dense()))
+
+
+def test_env_forces_reference(monkeypatch):
+    nw = random_nm(8, 8, 1, 4, 1)
+    x = torch.randn(2, 8)
+    calls = []
+    name = "spy_for_env_test"
+    if name not in impls():
+        register_impl(Impl(name, lambda w, x: calls.append(1) or x @ w.to_dense().T,
+                           available=lambda: True, supports=lambda w, x: True, priority=-100))
+    nm_matmul(nw, x, impl=name)
+    assert calls == [1]
+    monkeypatch.setenv("REPROLAB_KERNEL", "reference")
+    assert select_impl(nw, x, name).name == "reference"
+    nm_matmul(nw, x, impl=name)
+    assert calls == [1]
+    monkeypatch.setenv("REPROLAB_KERNEL", name)
+    assert select_impl(nw, x).name == name
+
+
+def test_unknown_impl_and_duplicates():
+    nw = random_nm(8, 8, 1, 4, 1)
+    with pytest.raises(ValueError, match="unknown N:M impl 'nope'"):
+        nm_matmul(nw, torch.randn(1, 8), impl="nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_impl(get_impl("reference"))
+
+
+def test_every_impl_has_predicates():
+    for impl in impls().values():
+        assert isinstance(impl.available(), bool)
+
+
+def test_shared_validation_messages():
+    nw = random_nm(8, 8, 1, 4, 1)
+    with pytest.raises(ValueError, match="in_features=8"):
+        nm_matmul(nw, torch.randn(2, 7))
+    with pytest.raises(TypeError, match="dtype"):
+        nm_matmul(nw, torch.randn(2, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match="NMWeight"):
+        nm_matmul(nw.to_dense(), torch.randn(2, 8))
+    assert isinstance(nw, NMWeight)

@@ -1,0 +1,70 @@
+import json
+
+import pyarrow as pa
+import pytest
+import torch
+
+from tasks import artifacts
+from tasks.errors import ArtifactError
+
+
+def test_round_trip_each_format(tmp_path):
+    table = pa.table({"a": pa.array([1, 2], pa.int64())})
+    sd = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    artifacts.write(tmp_path / "t.parquet", table)
+    artifacts.write(tmp_path / "w.safetensors", sd)
+    artifacts.write(tmp_path / "m.json", {"b": 1.5, "a": [1, 2]})
+    artifacts.write(tmp_path / "r.md", "# hi\n")
+    assert artifacts.read(tmp_path / "t.parquet").equals(table)
+    assert torch.equal(artifacts.read(tmp_path / "w.safetensors")["w"], sd["w"])
+    assert artifacts.read(tmp_path / "m.json") == {"a": [1, 2], "b": 1.5}
+    assert artifacts.read(tmp_path / "r.md") == "# hi\n"
+
+
+def test_json_is_canonical_and_rejects_nan(tmp_path):
+    assert artifacts.to_json_bytes({"b": 1, "a": 2}) == artifacts.to_json_bytes({"a": 2, "b": 1})
+    with pytest.raises(ArtifactError, match="bad.json"):
+        artifacts.write(tmp_path / "bad.json", {"x": float("nan")})
+    assert not (tmp_path / "bad.json").exists()
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "x.txt"
+    artifacts.write(path, "old")
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_missing_and_corrupted_files_name_the_file(tmp_path):
+    with pytest.raises(ArtifactError, match="missing artifact: .*nope.parquet"):
+        artifacts.read(tmp_path / "nope.parquet")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ArtifactError, match="corrupted artifact .*bad.parquet"):
+        artifacts.read(bad)
+
+
+def test_schema_mismatch_names_column_and_file(tmp_path):
+    path = tmp_path / "t.parquet"
+    artifacts.write(path, pa.table({"id": pa.array([1], pa.int32())}))
+    schema = pa.schema([("id", pa.int64()), ("label", pa.int64())])
+    with pytest.raises(ArtifactError) as e:
+        artifacts.read(path, schema)
+    msg = str(e.value)
+    assert "t.parquet" in msg and "'id' has type int32" in msg and "missing column 'label'" in msg
+
+
+def test_unsupported_extension(tmp_path):
+    with pytest.raises(ArtifactError, match=r"\.pkl"):
+        artifacts.write(tmp_path / "x.pkl", {"a": 1})
+
+
+def test_flat_metrics_keeps_finite_numbers_only():
+    flat = artifacts.flat_metrics({"a": {"b": 1, "c": [2.5, float("inf")]}, "s": "x", "t": True})
+    assert flat == {"a.b": 1.0, "a.c.0": 2.5}
+    json.dumps(flat)
