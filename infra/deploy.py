@@ -31,7 +31,8 @@ INFRA_FLOWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 
 def deploy_entrypoint(entrypoint: str, name: str, *, work_pool: str, cron: str | None = NIGHTLY_CRON,
                       parameters: dict[str, Any] | None = None, timezone: str = "UTC",
-                      description: str | None = None) -> UUID:
+                      description: str | None = None, schedules: list | None = None,
+                      tags: list[str] | None = None) -> UUID:
     """Create/update a deployment of ``entrypoint`` (``path/to/file.py:flow_fn``, relative to the repo).
 
     Returns:
@@ -44,22 +45,65 @@ def deploy_entrypoint(entrypoint: str, name: str, *, work_pool: str, cron: str |
         raise ValueError(f"entrypoint file {path} does not exist")
     loaded = prefect_flow.from_source(source=str(REPO_ROOT), entrypoint=entrypoint)
     schedule_kwargs: dict[str, Any] = {}
-    if cron:
+    if schedules is not None:
+        schedule_kwargs["schedules"] = schedules
+    elif cron:
         from prefect.schedules import Cron
 
         schedule_kwargs["schedules"] = [Cron(cron, timezone=timezone)]
+    # from_source(<local dir>) adds a `set_working_directory` pull step: the worker runs the flow
+    # in this checkout (not in a temporary copy), so default output paths stay where they belong.
     return loaded.deploy(
         name=name, work_pool_name=work_pool, parameters=parameters or {}, description=description,
-        print_next_steps=False, ignore_warnings=True, **schedule_kwargs,
+        tags=tags, print_next_steps=False, ignore_warnings=True, **schedule_kwargs,
     )
 
 
+def deploy_papers(work_pool: str, cron: str | None = None, papers: list[str] | None = None) -> dict[str, UUID]:
+    """Deploy every registered paper flow (``flows.papers``) to ``work_pool``.
+
+    The deployments themselves (name ``<paper>-nightly``, nightly cron, editable ``profile`` /
+    ``overrides`` parameters, description, tags) come from the lead's ``flows.run.build_deployments``
+    (what ``python -m flows serve`` serves); only where they run changes: a work pool instead of a
+    ``serve`` process, loading the flow from ``infra/paper_flows.py:<paper>`` in this checkout.
+
+    Returns:
+        ``{"<paper>/<paper>-nightly": deployment id}``.
+    """
+    from flows.papers import discover, get_paper
+    from flows.run import NIGHTLY_CRON as PAPER_CRON
+    from flows.run import build_deployments
+
+    selected = [get_paper(n) for n in papers] if papers else list(discover().values())
+    out: dict[str, UUID] = {}
+    for paper, dep in zip(selected, build_deployments(selected, cron=cron or PAPER_CRON), strict=True):
+        out[f"{paper.name}/{dep.name}"] = deploy_entrypoint(
+            f"infra/paper_flows.py:{paper.name}", dep.name, work_pool=work_pool, parameters=dep.parameters,
+            description=dep.description, schedules=[_as_schedule(s) for s in dep.schedules or []], tags=dep.tags,
+        )
+    return out
+
+
+def _as_schedule(deployment_schedule):
+    """A RunnerDeployment's schedule entry -> a ``prefect.schedules.Cron``/``Interval`` for ``deploy``."""
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from prefect.schedules import Cron, Interval
+
+    inner = deployment_schedule.schedule
+    if isinstance(inner, CronSchedule):
+        return Cron(inner.cron, timezone=inner.timezone or "UTC")
+    if isinstance(inner, IntervalSchedule):
+        return Interval(inner.interval, anchor_date=inner.anchor_date, timezone=inner.timezone)
+    raise TypeError(f"unsupported schedule type {type(inner).__name__} in a paper deployment")
+
+
 def deploy_all(work_pool: str | None = None) -> dict[str, UUID]:
-    """Deploy every flow the stack serves; returns ``{"<flow>/<deployment>": id}``."""
+    """Deploy every flow the stack serves (infra flows + every paper); ``{"<flow>/<deployment>": id}``."""
     work_pool = work_pool or load_config().work_pool
     out: dict[str, UUID] = {}
     for entrypoint, name, params in INFRA_FLOWS:
         out[f"{entrypoint}/{name}"] = deploy_entrypoint(entrypoint, name, work_pool=work_pool, parameters=params)
+    out.update(deploy_papers(work_pool))
     return out
 
 

@@ -43,15 +43,11 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(autouse=True)
-def _stack_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _stack_client(request: pytest.FixtureRequest) -> Iterator[None]:
     """For ``infra``-marked tests: point in-process Prefect/MLflow clients at the test stack."""
     if request.node.get_closest_marker("infra") is None:
         yield
         return
     st: Stack = request.getfixturevalue("stack")
-    for key, value in st.env.items():
-        monkeypatch.setenv(key, value)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: st.env["PREFECT_API_URL"]}):
+    with st.client():
         yield

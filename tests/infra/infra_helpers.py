@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,23 @@ class Stack:
     cfg: StackConfig
     state: StackState
     env: dict[str, str]
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[None]:
+        """Point in-process Prefect/MLflow/boto clients at this stack (env + Prefect settings), then restore."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: self.env["PREFECT_API_URL"]}):
+                yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def subprocess_env(self, **extra: str) -> dict[str, str]:
         """Environment for a client subprocess (a flow run, dvc): the stack's client env + ``extra``."""
