@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -245,17 +246,20 @@ def _spawn(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str], *,
     proc = Proc(pid=popen.pid, start_ticks=ticks, log=str(log_path), signal=int(sig), group=group)
     # The Popen object is dropped on purpose: the stack outlives this Python process. Reap the
     # child if it dies while we are still alive, so it does not linger as a zombie.
-    _children.append(popen)
+    with _children_lock:
+        _children.append(popen)
     return proc
 
 
 _children: list[subprocess.Popen] = []
+_children_lock = threading.Lock()
 
 
 def _reap() -> None:
-    for popen in list(_children):
-        if popen.poll() is not None:
-            _children.remove(popen)
+    with _children_lock:
+        for popen in list(_children):
+            if popen.poll() is not None:
+                _children.remove(popen)
 
 
 def stop_proc(name: str, proc: Proc, timeout: float = STOP_TIMEOUT) -> bool:
@@ -608,7 +612,13 @@ def down(cfg: StackConfig | None = None) -> list[str]:
     """Stop every process of the stack by PID, worker first; returns the names stopped."""
     cfg = cfg or load_config()
     state = StackState.load(cfg)
-    stopped = [name for name in reversed(SERVICES) if name in state.procs and stop_service(cfg, state, name)]
+    stopped: list[str] = []
+    # Clients first, then the servers, then their storage; each group stops in parallel.
+    for group in (["worker"], ["prefect", "mlflow"], ["s3", "postgres"]):
+        names = [n for n in group if n in state.procs]
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            done = dict(zip(names, pool.map(lambda n: stop_proc(n, state.procs[n]), names)))
+        stopped += [n for n in names if done[n]]
     # Anything recorded but not ours any more (PID reused / already gone) is forgotten too.
     state.procs.clear()
     state.save(cfg)
