@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +44,7 @@ from infra.health import (
     check_s3,
     wait_until,
 )
+from tasks.artifacts import atomic_write_bytes
 
 SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
 S3RVER_JS = REPO_ROOT / "infra" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
@@ -122,16 +122,9 @@ class StackState:
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic text write (the project's temp file + ``os.replace``); mkstemp creates it 0600 first."""
+    atomic_write_bytes(path, text.encode())
+    os.chmod(path, mode)
 
 
 def _start_ticks(pid: int) -> int | None:

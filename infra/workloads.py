@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -28,23 +27,16 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from infra.health import ServiceUnavailable
+from tasks.artifacts import atomic_write_bytes, to_json_bytes
 
 # --------------------------------------------------------------------------------------------
 # PLATFORM: small helpers
 
 
 def write_json_atomic(path: Path, obj: object) -> bytes:
-    """Write ``obj`` as sorted-key JSON via temp file + ``os.replace``; returns the bytes written."""
-    data = (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as canonical JSON (sorted keys) atomically; returns the bytes written."""
+    data = to_json_bytes(obj)
+    atomic_write_bytes(path, data)
     return data
 
 

@@ -10,10 +10,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from infra_helpers import Stack, make_stack_dir, stack_settings
 
 from infra.config import load_config
 from infra.stack import StackState, client_env, down, is_running, missing_deps, up
+from tests.infra.infra_helpers import Stack, make_stack_dir, stack_settings
 
 
 def pytest_configure(config: pytest.Config) -> None:

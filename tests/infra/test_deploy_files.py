@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from infra_helpers import REPO_ROOT
+
+from tests.infra.infra_helpers import REPO_ROOT
 
 K8S = sorted((REPO_ROOT / "infra" / "k8s").glob("*.yaml"))
 COMPOSE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"

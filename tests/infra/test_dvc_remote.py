@@ -10,10 +10,10 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from infra_helpers import Stack
 
 from infra.dvc_remote import configure_remote, dvc
 from infra.stack import start_service, stop_service
+from tests.infra.infra_helpers import Stack
 
 pytestmark = pytest.mark.infra
 

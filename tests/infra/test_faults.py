@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from infra_helpers import REPO_ROOT, Stack, make_stack_dir, stack_settings, wait_for
 
 from infra.config import load_config
 from infra.health import ServiceUnavailable, check_postgres, check_s3
 from infra.stack import pg_url, start_service, stop_service, up
 from infra.workloads import step_loss
+from tests.infra.infra_helpers import REPO_ROOT, Stack, make_stack_dir, stack_settings, wait_for
 
 pytestmark = pytest.mark.infra
 

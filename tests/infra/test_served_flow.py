@@ -14,9 +14,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from infra_helpers import Stack, wait_for
 
 from infra.deploy import deploy_all
+from tests.infra.infra_helpers import Stack, wait_for
 
 pytestmark = pytest.mark.infra
 
