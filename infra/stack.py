@@ -82,7 +82,7 @@ def missing_deps(cfg: StackConfig | None = None) -> list[str]:
         if shutil.which("node") is None:
             missing.append("node (Debian package 'nodejs')")
         if not S3RVER_JS.exists():
-            missing.append(f"s3rver ({S3RVER_JS.relative_to(REPO_ROOT)})")
+            missing.append(f"s3rver ({S3RVER_JS})")
     return missing
 
 

@@ -99,3 +99,16 @@ def test_stop_proc_stops_by_pid_and_refuses_reused_pids() -> None:
         assert child.wait(timeout=10) == -signal.SIGTERM
     finally:
         child.kill()
+
+
+def test_missing_deps_are_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import infra.stack as stack_mod
+
+    monkeypatch.setattr(stack_mod, "S3RVER_JS", tmp_path / "node_modules" / "s3rver" / "bin" / "s3rver.js")
+    monkeypatch.setattr(stack_mod, "postgres_bindir", lambda: None)
+    missing = stack_mod.missing_deps(load_config({}))
+    assert any("postgresql" in m for m in missing) and any("s3rver" in m for m in missing)
+    with pytest.raises(stack_mod.StackError, match=r"run `make infra-deps`"):
+        stack_mod.up(load_config({"REPROLAB_STACK_DIR": str(tmp_path / "stack")}))
+    # External services need nothing installed locally.
+    assert stack_mod.missing_deps(load_config({"REPROLAB_PROFILE": "external"})) == []
