@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from kernels.nm import NMWeight, magnitude_mask
-from tasks.train import OptimParams, fit, init_model, num_classes, pack_seeds, unpack_seeds, TrainParams
+from tasks.train import OptimParams, TrainParams, fit, init_model, num_classes, pack_seeds, torch_threads, unpack_seeds
 
 PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -222,6 +222,7 @@ RESULTS_SCHEMA = pa.schema(
 
 
 @torch.no_grad()
+@torch_threads()  # small models: one thread (see tasks.train.torch_threads)
 def evaluate(
     params: TrainParams,
     *,
@@ -425,7 +426,11 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             continue
         first = ft[0]
         gap = (dense["acc_mean"] - first["acc_mean"]) * 100
-        means = [r["acc_mean"] for r in ft]
+        # best pattern at each sparsity level (1:4 and 2:8 share 75%), in increasing sparsity
+        best: dict[float, float] = {}
+        for r in ft:
+            best[r["sparsity"]] = max(best.get(r["sparsity"], 0.0), r["acc_mean"])
+        means = [best[s] for s in sorted(best)]
         monotone = all(b <= a + 0.005 for a, b in zip(means, means[1:]))
         ok &= gap <= p.tolerance_pts and monotone
         lines.append(
