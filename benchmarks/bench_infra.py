@@ -96,6 +96,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=60, help="no-op tasks per flow for the overhead")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     cfg = load_config()
     before = StackState.load(cfg)
     was_up = bool(before.procs) and all(is_running(p) for p in before.procs.values())
@@ -124,7 +125,10 @@ def main() -> int:
         result = {
             "benchmark": "infra",
             "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        # NOTE: the machine is shared; a load average above the core count means other
+                        # processes competed for the cores and the 1-vs-2-worker ratio understates scaling.
+                        "loadavg_1_5_15_before": list(load_before), "loadavg_1_5_15_after": list(os.getloadavg())},
             "grid": {
                 "cells": n_cells, "papers": PAPERS, "seeds": SEEDS, "methods": METHODS, "work": args.work,
                 "repeats": args.repeats, "seconds_1_worker": t1, "seconds_2_workers": t2,

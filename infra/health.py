@@ -29,7 +29,7 @@ def check_postgres(url: str, timeout: float, dbname: str = "postgres") -> None:
     import psycopg2  # local import: only the stack and its tests need the driver
 
     dsn = f"{url.rstrip('/')}/{dbname}"
-    where = _redact(url)
+    where = redact(url)
     try:
         conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
     except psycopg2.OperationalError as exc:
@@ -95,6 +95,19 @@ def check_http(service: str, url: str, timeout: float) -> dict | str:
         return body
 
 
+def post_json(service: str, url: str, payload: object, timeout: float) -> dict | list | None:
+    """POST ``payload`` as JSON; returns the decoded answer. Errors as in :func:`check_http`."""
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback/configured URL
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise ServiceUnavailable(f"{service} at {url} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceUnavailable(f"{service} at {url} is unreachable: {getattr(exc, 'reason', exc)}") from None
+
+
 def wait_until(probe: Callable[[], T], *, timeout: float, interval: float = 0.25,
                alive: Callable[[], bool] | None = None, what: str = "service") -> T:
     """Call ``probe`` until it stops raising :class:`ServiceUnavailable`, for at most ``timeout`` s.
@@ -116,7 +129,7 @@ def wait_until(probe: Callable[[], T], *, timeout: float, interval: float = 0.25
         time.sleep(interval)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Hide the password in ``scheme://user:pw@host`` URLs for messages and logs."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:

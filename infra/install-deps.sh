@@ -6,6 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+apt_install() {  # apt_install WHAT PKG...: as root, non-interactive, only what is asked
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "infra-deps: $1 missing; run as root (or: sudo apt-get install -y ${*:2})" >&2
+    exit 1
+  fi
+  echo "infra-deps: installing Debian package(s) ${*:2}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null
+}
+
 have_pg() {
   command -v initdb >/dev/null 2>&1 && return 0
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
@@ -14,14 +25,7 @@ have_pg() {
 if have_pg; then
   echo "infra-deps: PostgreSQL server binaries present"
 else
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "infra-deps: PostgreSQL missing; run as root (or: sudo apt-get install -y postgresql)" >&2
-    exit 1
-  fi
-  echo "infra-deps: installing Debian package postgresql"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  apt_install PostgreSQL postgresql
   # The package starts a machine-wide `main` cluster on 5432; the stack runs its own cluster
   # under REPROLAB_STACK_DIR, so stop that one again (leaves nothing extra running).
   if command -v pg_ctlcluster >/dev/null 2>&1; then
@@ -35,14 +39,7 @@ else
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "infra-deps: node/npm missing; run as root (or: sudo apt-get install -y nodejs npm)" >&2
-    exit 1
-  fi
-  echo "infra-deps: installing Debian packages nodejs npm"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  apt_install node/npm nodejs npm
 fi
 
 # npm ci is skipped while the installed tree matches the lock (npm records it in .package-lock.json).

@@ -38,10 +38,11 @@ from pathlib import Path
 from infra.config import QUIET_ENV, REPO_ROOT, StackConfig, StackConfigError, load_config
 from infra.health import (
     ServiceUnavailable,
-    _redact,
+    redact,
     check_http,
     check_postgres,
     check_s3,
+    post_json,
     wait_until,
 )
 from tasks.artifacts import atomic_write_bytes
@@ -453,39 +454,18 @@ def ensure_work_pool(cfg: StackConfig, state: StackState) -> None:
     except ServiceUnavailable as exc:
         if "HTTP 404" not in str(exc):
             raise
-    body = json.dumps({"name": cfg.work_pool, "type": "process"}).encode()
-    req = _json_request(f"{api}/work_pools/", body)
     try:
-        urllib_request(req, cfg.check_timeout)
+        post_json("Prefect server", f"{api}/work_pools/", {"name": cfg.work_pool, "type": "process"},
+                  cfg.check_timeout)
     except ServiceUnavailable as exc:
         if "HTTP 409" not in str(exc):  # created concurrently: fine
             raise
 
 
-def _json_request(url: str, body: bytes):
-    import urllib.request
-
-    return urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-
-
-def urllib_request(req, timeout: float) -> dict | list:
-    """POST helper for the Prefect REST API with the same error mapping as :func:`check_http`."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        raise ServiceUnavailable(f"Prefect server at {req.full_url} answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServiceUnavailable(f"Prefect server at {req.full_url} is unreachable: {exc}") from None
-
-
 def _worker_online(cfg: StackConfig, state: StackState) -> None:
     api = prefect_api_url(cfg, state)
-    workers = urllib_request(_json_request(f"{api}/work_pools/{cfg.work_pool}/workers/filter", b"{}"),
-                             cfg.check_timeout)
+    workers = post_json("Prefect server", f"{api}/work_pools/{cfg.work_pool}/workers/filter", {},
+                        cfg.check_timeout)
     if not any(w.get("name") == f"{cfg.work_pool}-worker" for w in workers or []):
         raise ServiceUnavailable(f"Prefect worker for pool {cfg.work_pool!r} has not reported to {api} yet")
 
@@ -635,7 +615,7 @@ def status(cfg: StackConfig | None = None) -> dict[str, dict[str, object]]:
         except (ServiceUnavailable, OSError) as exc:
             row["healthy"], row["error"] = False, str(exc)
         out[name] = row
-    out["postgres"]["address"] = _redact(pg_url(cfg, state))
+    out["postgres"]["address"] = redact(pg_url(cfg, state))
     out["s3"]["address"] = s3_endpoint(cfg, state)
     out["mlflow"]["address"] = mlflow_url(cfg, state)
     out["prefect"]["address"] = prefect_api_url(cfg, state)
@@ -647,7 +627,7 @@ def ui_addresses(cfg: StackConfig, state: StackState) -> dict[str, str]:
         "Prefect UI": prefect_api_url(cfg, state).removesuffix("/api"),
         "MLflow UI": mlflow_url(cfg, state),
         "S3 endpoint": s3_endpoint(cfg, state),
-        "PostgreSQL": _redact(pg_url(cfg, state)),
+        "PostgreSQL": redact(pg_url(cfg, state)),
     }
 
 

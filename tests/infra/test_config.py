@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import PROFILES_DIR, SETTINGS, StackConfigError, load_config, read_profile
-from infra.health import ServiceUnavailable, _redact, check_http, wait_until
+from infra.health import ServiceUnavailable, check_http, redact, wait_until
 from infra.stack import Proc, StackState, _start_ticks, client_env, is_running, stop_proc
 
 
@@ -72,8 +72,8 @@ def test_client_env_is_quiet_and_complete(tmp_path: Path) -> None:
 
 
 def test_redact_hides_passwords() -> None:
-    assert _redact("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"
-    assert _redact("http://h:5") == "http://h:5"
+    assert redact("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"
+    assert redact("http://h:5") == "http://h:5"
 
 
 def test_unreachable_http_is_named_and_bounded() -> None:
