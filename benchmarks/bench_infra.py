@@ -3,7 +3,8 @@
 * Grid throughput: the same papers x seeds x methods grid of CPU-bound cells
   (``infra.workloads.fit_cell``) through ``DaskTaskRunner`` on a loopback ``LocalCluster`` with 1
   and with 2 single-threaded worker processes, side by side, median wall time over repeats (after
-  one warm-up run per cluster). Ratio = throughput(2) / throughput(1).
+  one warm-up run per cluster). Ratio = throughput(2) / throughput(1). The same cells through plain
+  ``Client.map`` (no Prefect) separate the engine's scaling from Prefect's per-task cost.
 * Orchestration overhead: median wall time of one no-op Prefect task call inside a flow, with the
   flow reporting to the served Prefect server (PostgreSQL) vs the embedded default (no
   ``PREFECT_API_URL``: Prefect's ephemeral local server on SQLite). Each path runs in its own
@@ -79,6 +80,25 @@ def grid_seconds(n_workers: int, repeats: int, work: int) -> list[float]:
     return times
 
 
+def raw_dask_seconds(n_workers: int, repeats: int, work: int) -> list[float]:
+    """The same cells through plain ``Client.map`` (no Prefect): what the Dask engine alone scales to."""
+    from distributed import Client, LocalCluster
+
+    from infra.workloads import fit_cell
+
+    cells = [(p, s, m) for p in PAPERS for s in SEEDS for m in METHODS]
+    args = [list(col) for col in zip(*cells)] + [[work] * len(cells)]
+    times = []
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.gather(client.map(fit_cell, *args, pure=False))  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            client.gather(client.map(fit_cell, *args, pure=False))
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def overhead_ms(env: dict[str, str], n_tasks: int, repeats: int) -> list[float]:
     """Per-task wall times (ms) of ``repeats`` flows of ``n_tasks`` no-op tasks, in a child process."""
     res = subprocess.run([sys.executable, "-c", OVERHEAD_CHILD, str(n_tasks), str(repeats)], env=env,
@@ -110,6 +130,8 @@ def main() -> int:
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
             t1 = grid_seconds(1, args.repeats, args.work)
             t2 = grid_seconds(2, args.repeats, args.work)
+        r1 = raw_dask_seconds(1, args.repeats, args.work)
+        r2 = raw_dask_seconds(2, args.repeats, args.work)
         n_cells = len(PAPERS) * len(SEEDS) * len(METHODS)
         thr1, thr2 = n_cells / statistics.median(t1), n_cells / statistics.median(t2)
 
@@ -135,6 +157,13 @@ def main() -> int:
                 "median_s_1_worker": statistics.median(t1), "median_s_2_workers": statistics.median(t2),
                 "throughput_cells_per_s_1_worker": thr1, "throughput_cells_per_s_2_workers": thr2,
                 "speedup_2_vs_1": thr2 / thr1, "goal_speedup": 1.7,
+                "prefect_overhead_s_per_cell_1_worker": (statistics.median(t1) - statistics.median(r1)) / n_cells,
+            },
+            "grid_dask_only": {
+                "what": "same cells via distributed.Client.map, no Prefect (engine-only scaling)",
+                "seconds_1_worker": r1, "seconds_2_workers": r2,
+                "median_s_1_worker": statistics.median(r1), "median_s_2_workers": statistics.median(r2),
+                "speedup_2_vs_1": statistics.median(r1) / statistics.median(r2),
             },
             "orchestration_overhead": {
                 "tasks_per_flow": args.tasks, "flows": args.repeats,
@@ -158,12 +187,14 @@ def main() -> int:
             mlflow.log_metrics({
                 "grid_speedup_2_vs_1": result["grid"]["speedup_2_vs_1"],
                 "grid_throughput_1": thr1, "grid_throughput_2": thr2,
+                "dask_only_speedup_2_vs_1": result["grid_dask_only"]["speedup_2_vs_1"],
                 "served_ms_per_task": result["orchestration_overhead"]["served_median_ms_per_task"],
                 "embedded_ms_per_task": result["orchestration_overhead"]["embedded_median_ms_per_task"],
             })
             mlflow.log_artifact(str(OUT))
         print(json.dumps({"grid": {k: result["grid"][k] for k in ("median_s_1_worker", "median_s_2_workers",
                                                                   "speedup_2_vs_1")},
+                          "grid_dask_only": result["grid_dask_only"],
                           "orchestration_overhead": result["orchestration_overhead"]}, indent=2))
         print(f"wrote {OUT}")
     finally:
