@@ -74,6 +74,29 @@ def _mlp(spec: ModelSpec, in_features: int, num_classes: int) -> nn.Module:
     return MLP(in_features, num_classes, spec.hidden, spec.dropout)
 
 
+class DualHeadMLP(MLP):
+    """:class:`MLP` with a second, auxiliary linear head on the same backbone.
+
+    Dual-Head KD (Yang et al. 2024, arXiv 2411.08937): the main head is what ``forward``
+    returns (and what evaluation uses); :meth:`forward_heads` gives both for training.
+
+    Shapes: x (B, in_features) -> logits (B, num_classes); ``forward_heads`` -> two of them.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden=(256, 128), dropout: float = 0.0):
+        super().__init__(in_features, num_classes, hidden, dropout)
+        self.aux_head = nn.Linear(self.head.in_features, num_classes)
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.head(h), self.aux_head(h)
+
+
+@register_model("mlp_dual_head")
+def _mlp_dual_head(spec: ModelSpec, in_features: int, num_classes: int) -> nn.Module:
+    return DualHeadMLP(in_features, num_classes, spec.hidden, spec.dropout)
+
+
 def build_model(spec: ModelSpec, in_features: int, num_classes: int) -> nn.Module:
     """Build the registered model ``spec.arch``; raises ``ValueError`` naming an unknown arch."""
     if spec.arch not in _MODELS:

@@ -25,6 +25,9 @@ class LitClassifier(L.LightningModule):
         masks: ``{parameter name: bool tensor}``; masked-out weights are zeroed before
             training and after every optimiser step, so a pruning mask is held fixed.
         loss_fn: defaults to cross-entropy; distillation passes its own.
+        train_outputs: optional ``f(model, x)`` giving what ``loss_fn`` receives as its
+            first argument during training instead of ``model(x)`` (e.g. both heads of a
+            two-head student). Validation always uses ``model(x)``.
     """
 
     def __init__(
@@ -34,11 +37,13 @@ class LitClassifier(L.LightningModule):
         weight_decay: float = 0.0,
         masks: dict[str, torch.Tensor] | None = None,
         loss_fn: LossFn = cross_entropy,
+        train_outputs: Callable[[nn.Module, torch.Tensor], object] | None = None,
     ):
         super().__init__()
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.loss_fn = loss_fn
+        self.train_outputs = train_outputs
         self.masks = dict(masks or {})
         params = dict(model.named_parameters())
         for name, mask in self.masks.items():
@@ -46,9 +51,20 @@ class LitClassifier(L.LightningModule):
                 raise ValueError(f"mask {name!r} does not match a parameter of the model")
         self.apply_masks()
         self.history: list[dict[str, float]] = []
+        # Epoch sums of the training loss, accumulated by hand: ``self.log`` per step costs
+        # ~1 ms of Lightning bookkeeping, as much as a small MLP's whole step on CPU.
+        self._loss_sum = torch.zeros(())
+        self._loss_n = 0
+        # PLATFORM: we step the optimiser ourselves (manual optimisation). On one CPU device
+        # in fp32 that is exactly what Lightning's automatic loop does, minus ~1 ms/step of
+        # closure/hook plumbing (benchmarks/bench_distill.py); elsewhere the Lightning API.
+        self.automatic_optimization = False
+        self._raw_optimizer: torch.optim.Optimizer | None = None
 
     @torch.no_grad()
     def apply_masks(self) -> None:
+        if not self.masks:
+            return
         params = dict(self.model.named_parameters())
         for name, mask in self.masks.items():
             params[name].mul_(mask.to(params[name].dtype))
@@ -58,9 +74,33 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.loss_fn(self.model(x), y, x)
-        self.log("train_loss", loss, on_epoch=True, on_step=False, prog_bar=False)
+        out = self.model(x) if self.train_outputs is None else self.train_outputs(self.model, x)
+        loss = self.loss_fn(out, y, x)
+        self._optimizer_step(loss)
+        # Same value as self.log(on_epoch=True): the batch-size-weighted epoch mean.
+        self._loss_sum = self._loss_sum + loss.detach() * len(y)
+        self._loss_n += len(y)
         return loss
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        if self._raw_optimizer is not None:
+            # Fast path: plain fp32 on a single device (see __init__).
+            self._raw_optimizer.zero_grad()
+            loss.backward()
+            self._raw_optimizer.step()
+        else:
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+        # PLATFORM: re-zero pruned weights after each Adam step (moments/decay would move them).
+        self.apply_masks()
+
+    def on_train_start(self):
+        plain = self.trainer.precision == "32-true" and type(self.trainer.strategy).__name__ == "SingleDeviceStrategy"
+        # NOTE: on the fast path trainer.global_step stays 0 (no Lightning optimizer step is
+        # recorded); nothing here depends on it (epochs bound the run, no logger).
+        self._raw_optimizer = self.optimizers().optimizer if plain else None
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -68,17 +108,17 @@ class LitClassifier(L.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True)
         self.log("val_acc", (logits.argmax(-1) == y).float().mean(), on_epoch=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        # PLATFORM: re-zero pruned weights after each Adam step (moments/decay would move them).
-        self.apply_masks()
+    def on_train_epoch_start(self):
+        self._loss_sum, self._loss_n = torch.zeros(()), 0
 
     def on_train_epoch_end(self):
-        # NOTE: Lightning runs validation before this hook, so all three metrics are in.
+        # NOTE: Lightning runs validation before this hook, so the val metrics are in.
         m = self.trainer.callback_metrics
         self.history.append(
             {
                 "epoch": float(self.current_epoch),
-                **{k: float(m[k]) for k in ("train_loss", "val_loss", "val_acc") if k in m},
+                "train_loss": float(self._loss_sum / max(self._loss_n, 1)),
+                **{k: float(m[k]) for k in ("val_loss", "val_acc") if k in m},
             }
         )
 

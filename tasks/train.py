@@ -95,8 +95,12 @@ def fit(
     seed: int,
     masks: dict[str, torch.Tensor] | None = None,
     loss_fn: LossFn = cross_entropy,
+    train_outputs=None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with Lightning; return the per-epoch history.
+
+    ``loss_fn(out, y, x)`` and ``train_outputs(model, x)`` (what ``out`` is during
+    training; default ``model(x)``) are passed to :class:`models.lit.LitClassifier`.
 
     Deterministic on CPU for a given seed: the seed fixes the data order and any dropout.
     """
@@ -106,7 +110,9 @@ def fit(
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(xt, yt), batch_size=optim.batch_size, shuffle=True, generator=g)
     val_loader = DataLoader(TensorDataset(xv, yv), batch_size=1024)
-    lit = LitClassifier(model, optim.lr, optim.weight_decay, masks=masks, loss_fn=loss_fn)
+    lit = LitClassifier(
+        model, optim.lr, optim.weight_decay, masks=masks, loss_fn=loss_fn, train_outputs=train_outputs
+    )
     L.seed_everything(seed, workers=True, verbose=False)
     trainer = L.Trainer(
         accelerator="cpu",

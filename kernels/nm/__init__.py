@@ -4,7 +4,7 @@ Modules: :mod:`~kernels.nm.format` (masks + compressed format), :mod:`~kernels.n
 (dispatch), :mod:`~kernels.nm.reference` (ground truth) and the fast impls, each registered on import.
 """
 
-from kernels.nm import reference  # noqa: F401  (registers "reference")
+from kernels.nm import cpu, native, reference, semi_structured, triton  # noqa: F401  (register impls)
 from kernels.nm.format import (
     NMWeight,
     index_bits,

@@ -279,6 +279,17 @@ class NMWeight:
             self._cache[key] = cols.reshape(self.n_vec, self.kept)
         return self._cache[key]
 
+    def offsets_u8(self) -> Tensor:
+        """Kernel index layout: uint8 in-group offsets ``(n_vec, K')``, 1 byte each (cached)."""
+        key = ("offsets_u8", self.indices.device)
+        if key not in self._cache:
+            self._cache[key] = self.offsets().reshape(self.n_vec, self.kept).to(torch.uint8)
+        return self._cache[key]
+
+    def row_columns(self) -> Tensor:
+        """Absolute kept input columns per output row, int64 ``(out, K')``."""
+        return self.columns().repeat_interleave(self.v, dim=0)[: self.shape[0]]
+
     def mask(self) -> Tensor:
         """Dense bool ``(out, in)`` mask of kept positions."""
         return _mask_from_indices(self.offsets(), self.shape[0], self.m, self.v)
@@ -342,9 +353,8 @@ class NMWeight:
     def to_dense(self) -> Tensor:
         """Dense ``(out, in)`` weight with zeros at pruned positions (differentiable in values)."""
         out_features, in_features = self.shape
-        cols = self.columns().repeat_interleave(self.v, dim=0)[:out_features]  # (out, K')
         dense = self.values.new_zeros(out_features, in_features)
-        return dense.scatter(1, cols, self.values)
+        return dense.scatter(1, self.row_columns(), self.values)  # (out, in)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> NMWeight:
         """Copy to a device and/or cast the values (indices stay uint8)."""

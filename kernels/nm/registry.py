@@ -37,6 +37,7 @@ class Impl:
         available: cheap predicate, true when the impl can run in this process at all.
         supports: ``supports(w, x)``, true when this impl handles that input (device, dtype, pattern).
         priority: higher wins in ``"auto"``.
+        dtypes: the dtypes it computes in (others raise ``TypeError``).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Impl:
     available: Callable[[], bool]
     supports: Callable[[NMWeight, Tensor], bool]
     priority: int = 0
+    dtypes: tuple = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 _REGISTRY: dict[str, Impl] = {}
@@ -119,4 +121,38 @@ def nm_matmul(w: NMWeight, x: Tensor, impl: str = "auto") -> Tensor:
         ``(..., out)`` in ``x.dtype``.
     """
     check_inputs(w, x)
-    return select_impl(w, x, impl).fn(w, x)
+    chosen = select_impl(w, x, impl)
+    if torch.is_grad_enabled() and (w.values.requires_grad or x.requires_grad):
+        return _NMMatmulFn.apply(w.values, x, w, chosen.fn)
+    return chosen.fn(w, x)
+
+
+class _NMMatmulFn(torch.autograd.Function):
+    """Autograd for ``y = x @ W.T`` w.r.t. the kept values and ``x``; forward by any impl.
+
+    Backward (the same for every impl, plain torch):
+    ``dL/dx = dL/dy @ W`` and ``dL/dvalues[o, k'] = (dL/dy.T @ x)[o, cols[o, k']]``, i.e. the dense
+    weight gradient restricted to the kept positions (gradients at pruned positions are dropped,
+    as in a masked dense Linear whose mask is fixed).
+    Assumption: training speed is not a goal of the kernels, so backward uses dense ops.
+    """
+
+    @staticmethod
+    def forward(ctx, values: Tensor, x: Tensor, w: NMWeight, fn) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(values, x)
+        ctx.w = w
+        return fn(w, x)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # noqa: D102
+        values, x = ctx.saved_tensors
+        w: NMWeight = ctx.w.with_values(values)
+        out_features, in_features = w.shape
+        gy = grad_y.reshape(-1, out_features)  # (B, out)
+        grad_values = grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = (gy @ w.to_dense()).view(x.shape)  # (B, out) @ (out, in)
+        if ctx.needs_input_grad[0]:
+            dense_grad = gy.T @ x.reshape(-1, in_features)  # (out, in)
+            grad_values = dense_grad.gather(1, w.row_columns())  # (out, K')
+        return grad_values, grad_x, None, None

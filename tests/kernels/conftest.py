@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # NOTE: must precede the first triton import (triton jits tl.sum & co. at import time); a CPU
+    # build of torch does not import triton by itself.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from kernels.nm import NMWeight
 

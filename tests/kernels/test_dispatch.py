@@ -57,3 +57,42 @@ def test_shared_validation_messages():
     with pytest.raises(TypeError, match="NMWeight"):
         nm_matmul(nw.to_dense(), torch.randn(2, 8))
     assert isinstance(nw, NMWeight)
+
+
+def test_auto_selection_on_cpu():
+    w32 = random_nm(64, 32, 1, 8, 32)
+    w1 = random_nm(64, 32, 1, 8, 1)
+    names = {n for n, i in impls().items() if i.available()}
+    small, big = torch.randn(4, 32), torch.randn(40, 32)
+    if "native" in names:
+        assert select_impl(w32, small).name == "native"
+        assert select_impl(w1, small).name == "native"
+    assert select_impl(w32, big).name == "cpu"  # BLAS-backed gather + bmm
+    if "native" in names:
+        assert select_impl(w1, big).name == "native"
+    assert select_impl(w1, torch.randn(80, 32)).name == "reference"  # no fast path at that size
+    wb = w32.to(dtype=torch.bfloat16)
+    assert select_impl(wb, small.bfloat16()).name == "cpu"
+
+
+def test_native_rejects_what_it_cannot_do():
+    native = impls()["native"]
+    if not native.available():
+        pytest.skip("no C compiler")
+    w = random_nm(8, 8, 1, 4, 1)
+    with pytest.raises(TypeError, match="fp32 only"):
+        native.fn(w.to(dtype=torch.bfloat16), torch.randn(2, 8, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="at most 64 rows"):
+        native.fn(w, torch.randn(65, 8))
+
+
+@pytest.mark.parametrize("n,m,in_features", [(2, 4, 72), (1, 2, 80), (2, 4, 64)])
+def test_native_packed_half_path(n, m, in_features):
+    """1:2 / 2:4, v = 1, batch 1 reads the packed indices (AVX-512 builds): SIMD steps + scalar tail,
+    and 9 rows = two 4-row tiles + a remainder."""
+    native = impls()["native"]
+    if not native.available():
+        pytest.skip("no C compiler")
+    w = random_nm(9, in_features, n, m, 1)
+    x = torch.randn(1, in_features)
+    torch.testing.assert_close(native.fn(w, x), x @ w.to_dense().T)

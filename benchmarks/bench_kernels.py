@@ -1,0 +1,257 @@
+"""Benchmark N:M matmul impls against dense ``torch.matmul`` on this device (``make bench-kernels``).
+
+For every (shape, batch, pattern, v, dtype) the timed calls of our ``nm_matmul`` (the impl ``auto``
+picks, or each impl given by ``--impls``) and of the dense matmul on the same (zero-filled) weight
+are interleaved repeat by repeat, so both see the same machine load; we report medians, the ratio
+``speedup = dense / ours``, the ideal ``m / n`` and the fraction of it reached, plus bytes of weights
+and of weights + activations moved (the latter is what bounds a memory-bound call: at batch 1 the
+speedup bound is the weight-bytes ratio, not m/n; see docs/kernels.md).
+
+Shapes are nn.Linear weight shapes ``out x in`` (4096x11008 = LLaMA-7B down_proj: in 11008, out 4096).
+
+Output: JSON records written atomically to ``benchmarks/results/kernels_<device>.json`` and one MLflow
+run (experiment ``bench-kernels``, ``sqlite:///mlflow.db`` unless ``MLFLOW_TRACKING_URI`` is set).
+Profiles: ``quick`` (a few minutes on 2 CPU cores) and ``full`` (the issue's grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kernels.nm import NMWeight, impls, nm_matmul, select_impl  # noqa: E402
+
+for _key, _val in (("DO_NOT_TRACK", "1"), ("MLFLOW_DISABLE_TELEMETRY", "true")):
+    os.environ.setdefault(_key, _val)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# (out, in) weight shapes, batches, (n, m, v) patterns, dtypes, repeats
+PROFILES = {
+    "quick": {
+        "shapes": [(4096, 11008), (11008, 4096)],
+        "batches": [1, 16],
+        "patterns": [(1, 8, 32), (2, 4, 32), (2, 4, 1), (1, 8, 1), (16, 32, 32), (8, 32, 32),
+                     (4, 32, 32)],
+        "dtypes": ["fp32"],
+        "repeats": 9,
+        "impl": "all",
+    },
+    "full": {
+        "shapes": [(1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192),
+                   (4096, 11008), (11008, 4096)],
+        "batches": [1, 16, 64, 2048],
+        "patterns": [(1, 2, 1), (2, 4, 1), (2, 4, 32), (1, 4, 32), (2, 8, 32), (1, 8, 1), (1, 8, 32),
+                     (16, 32, 32), (12, 32, 32), (8, 32, 32), (4, 32, 32)],
+        "dtypes": ["fp32", "bf16"],
+        "repeats": 15,
+        "impl": "all",
+    },
+}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_side_by_side(fns: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each fn per repeat; the fns are interleaved within every repeat."""
+    for fn in fns.values():  # warm-up (caches, lazy index layouts, autotuning)
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[key].append(time.perf_counter() - t0)
+    return times
+
+
+def candidate_impls(w: NMWeight, x: torch.Tensor, impl: str) -> list[str]:
+    """``auto`` -> the impl auto picks; ``all`` -> every available impl that can run this input."""
+    if impl != "all":
+        return [select_impl(w, x, impl).name]
+    names = []
+    for name, cand in sorted(impls().items()):
+        if name == "reference" or not cand.available() or x.dtype not in cand.dtypes:
+            continue
+        if name in ("triton", "semi_structured") and (x.device.type != "cuda" or not cand.supports(w, x)):
+            continue  # never time the Triton CPU interpreter
+        if name == "native" and x.shape[0] > 64:
+            continue
+        names.append(name)
+    return names
+
+
+def bench_one(out_f, in_f, batch, n, m, v, dtype_name, impl, repeats, device, gen):
+    """Records (one per timed impl) for one (shape, batch, pattern, v, dtype) point."""
+    dtype = DTYPES[dtype_name]
+    w_dense = torch.randn(out_f, in_f, generator=gen)
+    w = NMWeight.from_dense(w_dense, n=n, m=m, v=v).to(device=device, dtype=dtype)
+    del w_dense
+    dense = w.to_dense().contiguous()  # the same weight with zeros, for dense torch.matmul
+    x = torch.randn(batch, in_f, generator=gen).to(device=device, dtype=dtype)
+    names = candidate_impls(w, x, impl)
+    semi = impls().get("semi_structured")
+    if semi is not None and semi.available() and semi.supports(w, x) and "semi_structured" not in names:
+        names.append("semi_structured")  # the peer to beat at 2:4 on GPU
+    with torch.no_grad():
+        ref = x @ dense.T
+        errs = {nm: (nm_matmul(w, x, impl=nm).float() - ref.float()).abs().max().item() for nm in names}
+        fns = {"dense": lambda: torch.matmul(x, dense.T)}
+        for nm in names:
+            fns[nm] = (lambda nm=nm: nm_matmul(w, x, impl=nm))
+        load_before = os.getloadavg()[0]
+        runs = timed_side_by_side(fns, repeats, device)
+        load_after = os.getloadavg()[0]
+    med = {k: statistics.median(t) for k, t in runs.items()}
+    best = {k: min(t) for k, t in runs.items()}
+    elt = x.element_size()
+    act_bytes = (batch * in_f + batch * out_f) * elt
+    records = []
+    for nm in names:
+        records.append({
+            "device": device_name(device), "impl": nm, "pattern": f"{n}:{m}", "n": n, "m": m, "v": v,
+            "dtype": dtype_name, "shape": f"{out_f}x{in_f}", "out_features": out_f,
+            "in_features": in_f, "batch": batch, "threads": torch.get_num_threads(),
+            "ours_ms": med[nm] * 1e3, "dense_ms": med["dense"] * 1e3,
+            "speedup": med["dense"] / med[nm], "ideal": m / n,
+            "fraction_of_ideal": med["dense"] / med[nm] / (m / n),
+            "weight_bytes_dense": out_f * in_f * elt, "weight_bytes_ours": w.nbytes,
+            "weight_bytes_ratio": out_f * in_f * elt / w.nbytes,
+            "bytes_moved_dense": out_f * in_f * elt + act_bytes,
+            "bytes_moved_ours": w.nbytes + act_bytes,
+            "max_abs_err_vs_dense": errs[nm], "repeats": repeats,
+            # NOTE: on a shared machine the ratio of minima is the least load-sensitive estimate
+            "ours_min_ms": best[nm] * 1e3, "dense_min_ms": best["dense"] * 1e3,
+            "speedup_of_mins": best["dense"] / best[nm],
+            "loadavg_1min": [load_before, load_after],
+        })
+    return records
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def log_mlflow(records: list[dict], json_path: Path, profile: str, device: str) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}"))
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("bench-kernels")
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        "bench-kernels", artifact_location=(ROOT / "mlartifacts" / "bench-kernels").as_uri())
+    run = client.create_run(exp_id, run_name=f"{profile}-{slug(device)}-t{torch.get_num_threads()}",
+                            tags={"device": device, "profile": profile})
+    rid = run.info.run_id
+    client.log_param(rid, "profile", profile)
+    client.log_param(rid, "device", device)
+    client.log_param(rid, "threads", torch.get_num_threads())
+    for r in records:
+        key = f"{r['impl']}_{r['n']}-{r['m']}_v{r['v']}_{r['dtype']}_{r['shape']}_b{r['batch']}"
+        client.log_metric(rid, f"speedup/{key}", r["speedup"])
+        client.log_metric(rid, f"ours_ms/{key}", r["ours_ms"])
+        client.log_metric(rid, f"dense_ms/{key}", r["dense_ms"])
+    client.log_artifact(rid, str(json_path))
+    client.set_terminated(rid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=os.environ.get("BENCH_PROFILE", "quick"),
+                        choices=sorted(PROFILES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--impl", default=None,
+                        help="nm_matmul impl: auto, all (every usable impl but the reference) or a "
+                             "name; default: the profile's")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
+    parser.add_argument("--dtypes", default=None,
+                        help="comma-separated dtypes overriding the profile's (fp32,bf16,fp16)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/OpenMP threads (default: torch's); 1 is the least sensitive to "
+                             "other load on a shared machine")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    prof = dict(PROFILES[args.profile])
+    if args.dtypes:
+        bad = [d for d in args.dtypes.split(",") if d not in DTYPES]
+        if bad:
+            raise SystemExit(f"--dtypes: unknown {bad}; choose from {sorted(DTYPES)}")
+        prof["dtypes"] = args.dtypes.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = device_name(device)
+    suffix = ("" if args.profile == "quick" else f"_{args.profile}") + (
+        f"_t{args.threads}" if args.threads else "") + (
+        f"_{args.dtypes.replace(',', '-')}" if args.dtypes else "")
+    out_path = (Path(args.out) if args.out
+                else ROOT / "benchmarks" / "results" / f"kernels_{slug(name)}{suffix}.json")
+    gen = torch.Generator().manual_seed(0)
+    impl = args.impl or prof["impl"]
+    records = []
+    t_start = time.time()
+    for out_f, in_f in prof["shapes"]:
+        for dtype_name in prof["dtypes"]:
+            for n, m, v in prof["patterns"]:
+                for batch in prof["batches"]:
+                    recs = bench_one(out_f, in_f, batch, n, m, v, dtype_name, impl,
+                                     prof["repeats"], device, gen)
+                    records.extend(recs)
+                    for rec in recs:
+                        print(f"{rec['shape']:>11} b={batch:<5} {rec['pattern']:>5} v={v:<3} {dtype_name} "
+                              f"{rec['impl']:>9}: ours {rec['ours_ms']:8.2f} ms  dense "
+                              f"{rec['dense_ms']:8.2f} ms  speedup {rec['speedup']:5.2f}x "
+                              f"(ideal {rec['ideal']:.0f}x, {rec['fraction_of_ideal']:.2f}; "
+                              f"of mins {rec['speedup_of_mins']:.2f}x; load "
+                              f"{rec['loadavg_1min'][0]:.1f})", flush=True)
+    payload = {"device": name, "profile": args.profile, "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "wall_s": time.time() - t_start,
+               "records": records}
+    write_json_atomic(out_path, payload)
+    print(f"wrote {len(records)} records to {out_path} in {payload['wall_s']:.0f} s")
+    if not args.no_mlflow:
+        log_mlflow(records, out_path, args.profile, name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
