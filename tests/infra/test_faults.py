@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -129,12 +130,15 @@ def test_wrong_postgres_password_is_a_clear_bounded_error(stack: Stack) -> None:
     assert time.monotonic() - t0 < 10
     # stack-up against that server refuses before starting anything.
     cfg = load_config(stack_settings(make_stack_dir(), REPROLAB_PG_URL=bad))
-    t0 = time.monotonic()
-    with pytest.raises(ServiceUnavailable, match="PostgreSQL") as err:
-        up(cfg)
-    assert time.monotonic() - t0 < 15
-    assert "not-the-password" not in str(err.value)  # the password is redacted
-    assert not (cfg.stack_dir / "logs").exists()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="PostgreSQL") as err:
+            up(cfg)
+        assert time.monotonic() - t0 < 15
+        assert "not-the-password" not in str(err.value)  # the password is redacted
+        assert not (cfg.stack_dir / "logs").exists()  # refused before starting anything
+    finally:
+        shutil.rmtree(cfg.stack_dir, ignore_errors=True)
 
 
 def test_unreachable_s3_endpoint_is_a_clear_bounded_error(stack: Stack) -> None:
@@ -144,8 +148,11 @@ def test_unreachable_s3_endpoint_is_a_clear_bounded_error(stack: Stack) -> None:
         check_s3(endpoint, "S3RVER", "S3RVER", "reprolab", timeout=3)
     assert time.monotonic() - t0 < 10
     cfg = load_config(stack_settings(make_stack_dir(), REPROLAB_S3_ENDPOINT=endpoint))
-    with pytest.raises(ServiceUnavailable, match="S3 store"):
-        up(cfg)
+    try:
+        with pytest.raises(ServiceUnavailable, match="S3 store"):
+            up(cfg)
+    finally:
+        shutil.rmtree(cfg.stack_dir, ignore_errors=True)
     # The stack's own S3 server with unknown credentials is rejected by name too.
     with pytest.raises(ServiceUnavailable, match="S3 store at .*not usable .*InvalidAccessKeyId"):
         check_s3(stack.env["REPROLAB_S3_URL"], "NOT-A-KEY", "S3RVER", stack.cfg.s3_bucket, timeout=3)
