@@ -1,0 +1,3 @@
+-- One PostgreSQL cluster, one database per server.
+CREATE DATABASE prefect;
+CREATE DATABASE mlflow;
