@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.methods import nm_magnitude as nm
+from tasks.methods import nm_serving
 from tasks.stage import Paper, Stage, register_paper
 from tasks.train import OptimParams, TrainParams, train
 
@@ -44,7 +45,8 @@ class NMSparsityParams(BaseModel):
     data: NMData = NMData()
     train: TrainParams = TrainParams()
     prune: nm.PruneParams = nm.PruneParams()
-    finetune: OptimParams = OptimParams(max_epochs=10)
+    finetune: OptimParams = OptimParams(max_epochs=5)
+    serve: nm_serving.ServeParams = nm_serving.ServeParams()
     report: nm.ReportParams = nm.ReportParams()
 
     @model_validator(mode="after")
@@ -81,6 +83,11 @@ def _dataset_stages(ds: str) -> list[Stage]:
                       "test": f"prepare_{ds}.test"},
               outputs={"results": "results.parquet", "predictions": "predictions.parquet"},
               schemas={"results": nm.RESULTS_SCHEMA}),
+        # issue #3: the fine-tuned models served compressed through NMLinear vs dense
+        Stage(f"serve_{ds}", nm_serving.serve, params=("serve", "prune", "train"),
+              inputs={"finetuned": f"finetune_{ds}.weights", "test": f"prepare_{ds}.test"},
+              outputs={"results": "serving.parquet", "metrics": "metrics.json"},
+              schemas={"results": nm_serving.SERVE_SCHEMA}),
     ]
 
 
@@ -95,7 +102,8 @@ PAPER = register_paper(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
             Stage("report", nm.report, params=("report", "prune"),
                   inputs={**{f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
-                          **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS}},
+                          **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS},
+                          **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS}},
                   outputs={"report": "report.md", "summary": "summary.parquet",
                            "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json",
                            "claims": "claims.json", "poi": "probability_of_improvement.png",

@@ -428,12 +428,30 @@ def seed_statistics(
     }
 
 
+def serving_table(serving: dict[str, pa.Table]) -> pa.Table:
+    """Per dataset, variant and batch: median latency of dense vs NMLinear, speed-up, bytes, accuracy."""
+    frames = []
+    for ds, table in serving.items():
+        df = table.to_pandas()
+        g = df.groupby(["model", "batch"], sort=False).agg(
+            dense_ms=("dense_ms", "median"), nm_ms=("nm_ms", "median"), speedup=("speedup", "median"),
+            dense_bytes=("dense_bytes", "first"), nm_bytes=("nm_bytes", "first"), acc_nm=("acc_nm", "mean"),
+            max_abs_logit_diff=("max_abs_logit_diff", "max"),
+        ).reset_index()
+        g.insert(0, "dataset", ds)
+        frames.append(g)
+    import pandas as pd
+
+    return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+
+
 def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object]:
     """Aggregate every dataset's results and judge the paper's claims.
 
     Args:
         params: ``{"report": ReportParams, "prune": PruneParams}``.
-        **inputs: ``results_<dataset>`` tables (``RESULTS_SCHEMA``), one per dataset.
+        **inputs: per dataset, ``results_<dataset>`` (``RESULTS_SCHEMA``), ``predictions_<dataset>``
+            (item level) and optionally ``serving_<dataset>`` (``nm_serving.SERVE_SCHEMA``).
 
     Returns:
         ``report`` (markdown), ``summary`` (``SUMMARY_SCHEMA``), ``plot`` (PNG figure),
@@ -446,6 +464,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
     prune_p: PruneParams = params["prune"]
     results = {k.removeprefix("results_"): v for k, v in inputs.items() if k.startswith("results_")}
     predictions = {k.removeprefix("predictions_"): v for k, v in inputs.items() if k.startswith("predictions_")}
+    serving = {k.removeprefix("serving_"): v for k, v in inputs.items() if k.startswith("serving_")}
     summary = summarize(results, p)
     stats = seed_statistics(results, predictions, p, prune_p)
     all_rows = pa.concat_tables(results.values()).to_pandas()
@@ -545,6 +564,10 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             "Probability of improvement P(x > y) over seeds x datasets": stats["poi"],
             "Item response theory (2PL) over test items, per dataset": stats["irt_summary"],
             "Model ability (2PL), mean over seeds": stats["abilities"],
+            **(
+                {"Serving the fine-tuned models through NMLinear (medians over seeds; batch 0 = whole test set)":
+                 serving_table(serving)} if serving else {}
+            ),
         },
         figures={
             "Accuracy vs sparsity": "accuracy_vs_sparsity.png",
