@@ -155,7 +155,7 @@ def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, 
 
 SPLITS = {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"}
 DISTILL_OUTPUTS = {"weights": "weights.safetensors", "metrics": "metrics.json"}
-REPORT_OUTPUTS = {"report": "report.md", "summary": "summary.parquet", "metrics": "metrics.json"}
+REPORT_OUTPUTS = {"report": "report.md", "claims": "claims.json", "summary": "summary.parquet", "metrics": "metrics.json"}
 
 
 def check_teacher_seeds(teacher: TrainParams, setup: DistillSetup, what: str = "teacher") -> None:

@@ -147,6 +147,12 @@ def claims_json(rep: Report) -> dict[str, Any]:
     }
 
 
+def report_outputs(rep: Report) -> dict[str, Any]:
+    """The two outputs every paper's ``report`` stage returns: ``report`` (markdown) and
+    ``claims`` (:func:`claims_json`, which the index page reads)."""
+    return {"report": render_markdown(rep), "claims": claims_json(rep)}
+
+
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}"

@@ -59,7 +59,7 @@ PAPER = register_paper(
             Stage("report", report_dp, params=("report",),
                   inputs={"bounds": "gaussian.bounds", "gaussian": "gaussian.metrics",
                           "dpsgd": "dpsgd.results", "band": "gaussian.band"},
-                  outputs={"report": "report.md", "metrics": "metrics.json", "band": "band.png"}),
+                  outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json", "band": "band.png"}),
         ),
     )
 )

@@ -119,7 +119,7 @@ PAPER = register_paper(
                   outputs={"results": "results.parquet"}),
             Stage("report", report_mia, params=("report",),
                   inputs={**_report_inputs(), "compression": "compress_digits.results"},
-                  outputs={"report": "report.md", "metrics": "metrics.json",
+                  outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json",
                            **{f"{k}_{ds}": f"{k}_{ds}.png" for ds in DATASETS for k in ("roc", "reliability")}}),
         ),
     )

@@ -47,7 +47,7 @@ PAPER = register_paper(
                   outputs={"transfer": "transfer.parquet", "summary": "metrics.json", "samples": "samples.txt"}),
             Stage("report", report_text, params=("report",),
                   inputs={"transfer": "audit.transfer", "summary": "audit.summary"},
-                  outputs={"report": "report.md", "metrics": "metrics.json"}),
+                  outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json"}),
         ),
     )
 )

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.report import Claim, Report, render_markdown
+from tasks.report import Claim, Report, report_outputs
 
 METRIC_BASED = ("loss", "entropy", "modified_entropy")
 MODEL_BASED = ("reference_loss", "lira_offline", "lira_online", "rmia")
@@ -146,7 +146,7 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
     )
     plots = {f"{kind}_{ds}": inputs[f"{kind}_{ds}"] for ds in datasets for kind in ("roc", "reliability")}
     return {
-        "report": render_markdown(rep),
+        **report_outputs(rep),
         "metrics": _metrics_json(claims, {f"{ds}_{k}": v for ds in datasets for k, v in
                                          {"shadow_train_s": inputs[f"timing_{ds}"]["train_all_s"]}.items()}),
         **plots,
@@ -236,7 +236,7 @@ def report_dp(params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dp
             "which is optimistic; with m canaries it cannot certify large epsilons anyway.",
         ),
     )
-    return {"report": render_markdown(rep), "metrics": _metrics_json(claims, {}), "band": band}
+    return {**report_outputs(rep), "metrics": _metrics_json(claims, {}), "band": band}
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,4 +297,4 @@ def report_text(params: AuditReportParams, *, transfer: pa.Table, summary: dict)
               if np.median([r["mia_auc"] for r in rows.values()]) > 0.95 else []),
         ),
     )
-    return {"report": render_markdown(rep), "metrics": _metrics_json(claims, dict(s))}
+    return {**report_outputs(rep), "metrics": _metrics_json(claims, dict(s))}

@@ -190,7 +190,7 @@ def report(params, *, gw: dict, **arms: dict) -> dict[str, object]:
     import statistics
 
     from tasks.distill_study import arm_table, comparison_table, describe, paired, per_seed
-    from tasks.report import Claim, Report, render_markdown
+    from tasks.report import Claim, Report, report_outputs
 
     first = next(iter(arms.values()))
     test_vals = {
@@ -253,4 +253,4 @@ def report(params, *, gw: dict, **arms: dict) -> dict[str, object]:
     metrics = {f"{a}.mean": float(sum(v.values()) / len(v)) for a, v in test_vals.items()}
     metrics.update({"gw.median_rel_gap": med_gap, "gw.median_speedup": med_speed,
                     "verdicts": {cl.claim[:60]: cl.verdict for cl in claims}})
-    return {"report": render_markdown(rep), "summary": arm_table(test_vals, labels), "metrics": metrics}
+    return {**report_outputs(rep), "summary": arm_table(test_vals, labels), "metrics": metrics}

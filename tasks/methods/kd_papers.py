@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tasks.distill_study import arm_table, comparison_table, describe, paired, per_seed, summary_metrics
 from tasks.errors import ReprolabError
-from tasks.report import Claim, Report, render_markdown
+from tasks.report import Claim, Report, report_outputs
 
 METRIC = "test.acc"
 
@@ -74,7 +74,7 @@ def build(
     metrics = {**summary_metrics(vals), "verdicts": {c.claim[:60]: c.verdict for c in claims}}
     for row in cmp.to_pylist():
         metrics[f"diff.{row['comparison']}"] = row["diff"]
-    return {"report": render_markdown(rep), "summary": table, "metrics": metrics}
+    return {**report_outputs(rep), "summary": table, "metrics": metrics}
 
 
 def _setting(vals: Mapping[str, Mapping[int, float]]) -> str:

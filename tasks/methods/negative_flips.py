@@ -227,7 +227,7 @@ def evaluate_flips(params: dict, *, old_weights: dict, test: pa.Table, **arm_wei
 def report(params: FlipReportParams, *, flips: dict) -> dict[str, object]:
     """Report of the negative-flip pipeline (arms: ce, focal_kd_old, mpt_nobias, mpt)."""
     from tasks.distill_study import arm_table, comparison_table, describe, paired, per_seed
-    from tasks.report import Claim, Report, render_markdown
+    from tasks.report import Claim, Report, report_outputs
 
     nfr = {arm: per_seed(m, "nfr") for arm, m in flips.items()}
     acc = {arm: per_seed(m, "acc") for arm, m in flips.items()}
@@ -311,4 +311,4 @@ def report(params: FlipReportParams, *, flips: dict) -> dict[str, object]:
     metrics = {f"{a}.nfr_mean": float(sum(v.values()) / len(v)) for a, v in nfr.items()}
     metrics.update({f"{a}.acc_mean": float(sum(v.values()) / len(v)) for a, v in acc.items()})
     metrics["verdicts"] = {cl.claim[:60]: cl.verdict for cl in claims}
-    return {"report": render_markdown(rep), "summary": nfr_table, "metrics": metrics}
+    return {**report_outputs(rep), "summary": nfr_table, "metrics": metrics}

@@ -458,7 +458,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         ``metrics`` (verdicts and headline numbers).
     """
     from tasks.methods.rliable import difference_ci
-    from tasks.report import Claim, Report, claims_json, render_markdown
+    from tasks.report import Claim, Report, report_outputs
 
     p: ReportParams = params["report"]
     prune_p: PruneParams = params["prune"]
@@ -588,11 +588,10 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         "p_improvement": {f"{r['x']} beats {r['y']}": r["p_x_beats_y"] for r in stats["poi"].to_pylist()},
     }
     return {
-        "report": render_markdown(rep),
+        **report_outputs(rep),
         "summary": summary,
         "plot": plot_accuracy_vs_sparsity(summary),
         "metrics": metrics,
-        "claims": claims_json(rep),
         "poi": stats["poi_fig"],
         "irt": stats["irt_fig"],
         "items": stats["items"],
