@@ -20,6 +20,13 @@ for k, v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     os.environ.setdefault(k, v)
 (_SESSION / "prefect").mkdir(parents=True, exist_ok=True)
 
+import torch  # noqa: E402
+
+if not torch.cuda.is_available():
+    # NOTE: the Triton CPU interpreter must be chosen before the first triton import, and any
+    # test module may import it first (through kernels.nm): so here, before all of them.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest  # noqa: E402
 
 
