@@ -15,6 +15,7 @@ pruned and distilled models of ``nm_sparsity``, given their member/non-member ta
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +27,7 @@ from models import ModelSpec
 from tasks.data_prep import table_to_tensors
 from tasks.methods import mia
 from tasks.methods import nm_magnitude as nm
-from tasks.methods.dpsgd import DPSGDParams, canary_audit
+from tasks.methods.dpsgd import DPSGDParams, canary_audit, make_canaries, many_run_scores
 from tasks.methods.nm_magnitude import PruneParams
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits, torch_threads
 
@@ -514,6 +515,98 @@ def dpsgd_audit_stage(params: DPSGDAuditParams, *, train: pa.Table, val: pa.Tabl
                 "secs": time.perf_counter() - t0,
             })
     return {"results": pa.Table.from_pylist(rows), "metrics": {"wall_s": time.perf_counter() - t_all}}
+
+
+class ManyRunAuditParams(BaseModel):
+    """Params of the many-run DP-SGD canary audit (Jagielski et al. 2020; Nasr et al. 2021).
+
+    Attributes:
+        target_eps: target epsilons, one pair of model arms each.
+        include_nonprivate: also audit the same training without DP (the leakage baseline).
+        n_models: R, models per arm (R on D, R on D + canary); the bound's resolution:
+            with perfect separation R = 64 / 128 give at most ~2.0 / ~2.8 (Clopper-Pearson).
+        train_rows: use only the first ``train_rows`` training rows as D (None = all),
+            which makes each run cheaper; the canary audit does not depend on |D|.
+        strategy: threshold strategy of the headline bounds (``split``: chosen on one half
+            of the runs, certified on the other; ``bonferroni``); both are reported.
+        significance: 1 - confidence of the lower bounds.
+        canary_seed: seed of the canary draw (one mislabelled held-out example).
+        dpsgd: DP-SGD settings of every run (``target_eps`` and ``seed`` are set per run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    include_nonprivate: bool = True
+    n_models: int = Field(default=64, ge=4)
+    train_rows: int | None = Field(default=None, ge=10)
+    strategy: Literal["split", "bonferroni"] = "split"
+    significance: float = Field(default=0.05, gt=0.0, lt=1.0)
+    canary_seed: int = 0
+    dpsgd: DPSGDParams = DPSGDParams(epochs=10, batch_size=128, model=ModelSpec(hidden=(64,)))
+
+    @field_validator("target_eps")
+    @classmethod
+    def _positive(cls, v):
+        bad = [e for e in v if not e > 0]
+        if bad:
+            raise ValueError(f"target epsilons must be > 0, got {bad}")
+        return v
+
+
+def dpsgd_many_run_stage(params: ManyRunAuditParams, *, train: pa.Table, val: pa.Table, test: pa.Table) -> dict[str, object]:
+    """Many-run canary audit of DP-SGD at each target epsilon (+ non-private).
+
+    One mislabelled canary is drawn from ``val`` (never trained on otherwise); D is
+    ``train`` (or its first ``train_rows`` rows). Per target epsilon, R models train on D
+    and R on D + canary (:func:`tasks.methods.dpsgd.many_run_scores`), and the canary's
+    IN/OUT log-prob scores give Clopper-Pearson and GDP lower bounds
+    (:func:`tasks.methods.dp_audit.eps_many_run`) to compare with the accountant's epsilon.
+
+    Returns:
+        ``results`` (pa.Table, one row per target: target_eps (inf = no DP), eps_spent,
+        noise_multiplier, n_models (per arm), eps_cp, eps_gdp (headline strategy),
+        eps_cp_/eps_gdp_/mu_gdp_ per strategy, auc, in/out score means, test_acc, secs),
+        ``scores`` (pa.Table: target_eps, arm ``in``/``out``, model, score) and
+        ``metrics`` (wall time, total models, seconds per model).
+    """
+    from tasks.methods import dp_audit as dp
+
+    n_cls = num_classes(train, val, test)
+    canary = make_canaries(val, 1, n_cls, params.canary_seed)[0]
+    d = train if params.train_rows is None else train.slice(0, params.train_rows)
+    if params.train_rows is not None and d.num_rows < params.train_rows:
+        raise ValueError(f"train_rows = {params.train_rows} but the train split has only {train.num_rows} rows")
+    strategies = (params.strategy,) + tuple(s for s in dp.VALID_STRATEGIES if s != params.strategy)
+    runs = ([None] if params.include_nonprivate else []) + list(params.target_eps)
+    rows, score_rows = [], []
+    t_all = time.perf_counter()
+    with torch_threads(1):
+        for eps in runs:
+            t0 = time.perf_counter()
+            p = params.dpsgd.model_copy(update={"target_eps": eps})
+            res = many_run_scores(p, d, canary, params.n_models, n_cls, test=test)
+            b = dp.eps_many_run(res["in_scores"], res["out_scores"], p.delta, params.significance, strategies,
+                                params.canary_seed)
+            target = float("inf") if eps is None else float(eps)
+            rows.append({
+                "target_eps": target, "eps_spent": res["eps_spent"], "noise_multiplier": res["noise_multiplier"],
+                "n_models": params.n_models, "strategy": params.strategy, "significance": params.significance,
+                "eps_cp": b[f"eps_cp_{params.strategy}"], "eps_gdp": b[f"eps_gdp_{params.strategy}"],
+                **{f"{k}_{s}": b[f"{k}_{s}"] for s in dp.VALID_STRATEGIES for k in ("eps_cp", "eps_gdp", "mu_gdp")},
+                "auc": b["auc"], "in_mean": float(res["in_scores"].mean()), "out_mean": float(res["out_scores"].mean()),
+                "test_acc": res["test_acc"], "secs_per_model": res["secs_per_model"],
+                "secs": time.perf_counter() - t0,
+            })
+            for arm in ("in", "out"):
+                score_rows += [{"target_eps": target, "arm": arm, "model": i, "score": float(v)}
+                               for i, v in enumerate(res[f"{arm}_scores"])]
+    wall = time.perf_counter() - t_all
+    n_total = 2 * params.n_models * len(runs)
+    return {
+        "results": pa.Table.from_pylist(rows), "scores": pa.Table.from_pylist(score_rows),
+        "metrics": {"wall_s": wall, "models_trained": n_total, "secs_per_model": wall / n_total},
+    }
 
 
 # ---------------------------------------------------------------------------------------

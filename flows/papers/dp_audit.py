@@ -5,11 +5,13 @@ lower-bound anchors (Clopper-Pearson, GDP, one-run) and DP-SGD (Opacus) canary a
 Pipeline: gaussian (known mechanisms: correct mu-GDP and half noise; epsilon bounds, the
 conformal f-DP audit's type I / power, trade-off band coverage, Opacus golden values);
 prepare -> dpsgd (one DP-SGD run per target epsilon + a non-private run, each audited in one
-run with mislabelled canaries); report.
+run with mislabelled canaries) and dpsgd_many (R runs without and R with one mislabelled
+canary per target epsilon, audited with Clopper-Pearson and the GDP route); report.
 
 Reproduced at our scale if: type I <= nominal, the half-noise bug is flagged with power rising
 in the budget, the band covers the true curve at the nominal rate, every lower bound stays
-below the true/accountant epsilon, and DP-SGD collapses the canary leakage.
+below the true/accountant epsilon (one-run and many-run DP-SGD audits alike), and DP-SGD
+collapses the canary leakage.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DPAuditParams(BaseModel):
     gaussian: audit.GaussianAuditParams = audit.GaussianAuditParams()
     data: DataParams = DataParams(dataset="digits", val_fraction=0.3, test_fraction=0.15)
     dpsgd: audit.DPSGDAuditParams = audit.DPSGDAuditParams()
+    dpsgd_many: audit.ManyRunAuditParams = audit.ManyRunAuditParams()
     report: AuditReportParams = AuditReportParams()
 
 
@@ -56,9 +59,12 @@ PAPER = register_paper(
             Stage("dpsgd", audit.dpsgd_audit_stage, params=("dpsgd",),
                   inputs={"train": "prepare.train", "val": "prepare.val", "test": "prepare.test"},
                   outputs={"results": "results.parquet", "metrics": "metrics.json"}),
+            Stage("dpsgd_many", audit.dpsgd_many_run_stage, params=("dpsgd_many",),
+                  inputs={"train": "prepare.train", "val": "prepare.val", "test": "prepare.test"},
+                  outputs={"results": "results.parquet", "scores": "scores.parquet", "metrics": "metrics.json"}),
             Stage("report", report_dp, params=("report",),
                   inputs={"bounds": "gaussian.bounds", "gaussian": "gaussian.metrics",
-                          "dpsgd": "dpsgd.results", "band": "gaussian.band"},
+                          "dpsgd": "dpsgd.results", "many": "dpsgd_many.results", "band": "gaussian.band"},
                   outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json", "band": "band.png"}),
         ),
     )

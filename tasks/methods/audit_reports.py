@@ -158,7 +158,43 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
 # ---------------------------------------------------------------------------------------
 
 
-def report_dp(params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dpsgd: pa.Table, band: bytes) -> dict[str, object]:
+def dp_comparison(dpsgd: pa.Table, many: pa.Table) -> pa.Table:
+    """Per target epsilon (inf = no DP): accountant epsilon vs every empirical lower bound.
+
+    Joins the one-run results (``dpsgd``) and the many-run results (``many``) on
+    ``target_eps``; the two audits train different models (their own DP-SGD settings), so
+    each bound is compared with its own models' accountant epsilon. ``verdict`` is
+    ``consistent`` when no lower bound exceeds its accountant epsilon, ``no DP`` for the
+    non-private baseline, and names the offending bound otherwise (a bug in the training,
+    the accounting or the audit).
+    """
+    one = {r["target_eps"]: r for r in dpsgd.to_pylist()}
+    rows = []
+    for r in many.to_pylist():
+        t = r["target_eps"]
+        o = one.get(t)
+        checks = {"many-run CP": (r["eps_cp"], r["eps_spent"]), "many-run GDP": (r["eps_gdp"], r["eps_spent"])}
+        if o is not None:
+            checks["one-run"] = (o["eps_lb"], o["eps_spent"])
+        bad = [k for k, (lb, acc) in checks.items() if lb > acc + 1e-9]
+        rows.append({
+            "target_eps": t,
+            "accountant_eps_one_run": o["eps_spent"] if o else float("nan"),
+            "one_run_lb": o["eps_lb"] if o else float("nan"),
+            "one_run_canaries": o["m"] if o else 0,
+            "accountant_eps_many_run": r["eps_spent"],
+            "many_run_cp_lb": r["eps_cp"],
+            "many_run_gdp_lb": r["eps_gdp"],
+            "models_per_arm": r["n_models"],
+            "canary_auc": r["auc"],
+            "verdict": "no DP" if not np.isfinite(t) else ("consistent" if not bad else "EXCEEDS accountant: " + ", ".join(bad)),
+        })
+    return pa.Table.from_pylist(rows)
+
+
+def report_dp(
+    params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dpsgd: pa.Table, many: pa.Table, band: bytes
+) -> dict[str, object]:
     """Claims of the conformal f-DP auditing paper plus the accounting / lower-bound checks."""
     g = gaussian
     sizes = sorted(int(k.rsplit("_n", 1)[1]) for k in g if k.startswith("conformal_type1_n"))
@@ -215,6 +251,28 @@ def report_dp(params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dp
               "rule: every DP run's lower bound <= its accountant eps, and the non-private run's bound is "
               "above every DP run's"),
     ]
+    cmp_ = dp_comparison(dpsgd, many)
+    cmp_rows = cmp_.to_pylist()
+    many_rows = many.to_pylist()
+    m_priv = [r for r in many_rows if np.isfinite(r["target_eps"])]
+    m_free = [r for r in many_rows if not np.isfinite(r["target_eps"])]
+    consistent = all(r["verdict"] == "consistent" for r in cmp_rows if np.isfinite(r["target_eps"]))
+    strategy = many_rows[0]["strategy"] if many_rows else "-"
+    claims.append(Claim(
+        "Many-run canary audit (Jagielski et al. 2020; Nasr et al. 2021): empirical epsilon lower bounds from "
+        "models trained with and without one canary never exceed the accountant's epsilon",
+        "; ".join(
+            f"eps={r['target_eps']:g}: accountant {r['eps_spent']:.2f}, CP LB {r['eps_cp']:.2f}, GDP LB "
+            f"{r['eps_gdp']:.2f} ({r['n_models']}+{r['n_models']} models, canary AUC {r['auc']:.2f})"
+            for r in many_rows
+        ) + "; verdicts: " + ", ".join(f"eps={r['target_eps']:g} {r['verdict']}" for r in cmp_rows),
+        "reproduced" if m_priv and consistent and m_free and all(m_free[0]["eps_cp"] >= r["eps_cp"] for r in m_priv)
+        else "not reproduced",
+        f"rule: at every target eps, the one-run, many-run Clopper-Pearson and many-run GDP bounds "
+        f"(threshold strategy '{strategy}', {1 - many_rows[0]['significance'] if many_rows else 0.95:.0%} confidence) are <= the "
+        "accountant's eps (a bound above it flags a bug), and the non-private run's CP bound is >= every DP run's",
+        value=max((r["eps_cp"] for r in m_free), default=None),
+    ))
     rep = Report(
         title="Auditing Differential Privacy in the Black-Box Setting (conformal f-DP audit) + DP-SGD audits",
         paper="dp_audit", arxiv="2503.12045",
@@ -223,10 +281,18 @@ def report_dp(params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dp
             "(the half-noise bug). Epsilon lower bounds by Clopper-Pearson and the GDP route with three threshold "
             "strategies; our conformal f-DP audit and trade-off band (construction in tasks/methods/dp_audit.py). "
             "DP-SGD (Opacus) MLPs at several target epsilons, each audited in one run with mislabelled canaries "
-            "(Steinke, Nasr, Jagielski 2023)."
+            "(Steinke, Nasr, Jagielski 2023) and, separately, in many runs: R models trained without and R with "
+            "one mislabelled canary per target epsilon, bounds by Clopper-Pearson and the GDP route "
+            "(Jagielski et al. 2020; Nasr et al. 2021, 2023)."
         ),
         claims=claims,
-        tables={"Epsilon lower bounds on Gaussian mechanisms": bounds, "DP-SGD runs and their one-run audits": dpsgd},
+        tables={
+            "Epsilon lower bounds on Gaussian mechanisms": bounds,
+            "DP-SGD runs and their one-run audits": dpsgd,
+            "DP-SGD many-run canary audits": many.drop_columns(
+                [c for c in many.column_names if c.startswith("mu_gdp_") or c in ("in_mean", "out_mean")]),
+            "DP-SGD: accountant epsilon vs empirical lower bounds, per target epsilon (inf = no DP)": cmp_,
+        },
         figures={"Trade-off function and bands": "band.png"},
         notes=(
             "The exact CIPA statistic of arXiv 2503.12045 was not available (no code; only the abstract read); "
@@ -234,6 +300,14 @@ def report_dp(params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dp
             "binomial test on the type II error decides. Our verdicts judge that construction.",
             "The one-run bound picks the abstention cut-offs after seeing the scores (as Privacy Meter does), "
             "which is optimistic; with m canaries it cannot certify large epsilons anyway.",
+            "The many-run audit scores the final model only (black box) with one mislabelled canary, so its "
+            "bounds are far below the accountant's epsilon at every target: the accountant covers an adversary "
+            "who sees every noisy gradient and inserts a worst-case gradient canary (Nasr et al. 2021). With R "
+            "models per arm the Clopper-Pearson bound is capped even for perfectly separated scores (about 2.0 "
+            "at R = 64 and 2.8 at R = 128, 95 % confidence); the GDP route converts a valid lower bound on mu "
+            "into epsilon assuming a Gaussian trade-off curve (Nasr et al. 2023), so it is tighter but not "
+            "distribution-free. The many-run audit uses D = the first train_rows training rows to keep "
+            "each run cheap.",
         ),
     )
     return {**report_outputs(rep), "metrics": _metrics_json(claims, {}), "band": band}

@@ -15,6 +15,8 @@ Routes to a lower bound on epsilon at a given delta:
   mu_t = Phi^-1(1 - FPR_ub) - Phi^-1(FNR_ub) bounds the GDP parameter; mu_LB = max_t mu_t
   is converted to epsilon at delta with Dong, Roth, Su 2022, Cor. 2.13:
   delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2).
+* :func:`eps_many_run` - both routes above on one canary's IN/OUT scores from 2R
+  independent training runs, with the threshold strategies that keep the bound valid.
 * :func:`eps_one_run` - Steinke, Nasr, Jagielski 2023, "Privacy Auditing with One (1)
   Training Run", Thm. 5.2 / Alg. 1: m canaries each included w.p. 1/2; r guesses, v right;
   p(eps, delta) = P[Bin(r, q) >= v] + 2 m delta max_{i=1..v} P[v > Bin(r, q) >= v - i] / i,
@@ -197,6 +199,54 @@ def eps_gdp(
 ) -> float:
     """Epsilon lower bound at ``delta`` through the GDP route (Nasr et al. 2023)."""
     return gdp_to_eps(mu_gdp_lower(in_scores, out_scores, alpha, strategy, seed), delta)
+
+
+VALID_STRATEGIES = ("bonferroni", "split")  # the strategies whose bound holds w.p. >= 1 - alpha
+
+
+def eps_many_run(
+    in_scores, out_scores, delta: float, alpha: float = 0.05,
+    strategies: tuple[str, ...] = VALID_STRATEGIES, seed: int = 0,
+) -> dict[str, float]:
+    """Many-run audit: epsilon lower bounds from one canary's scores in IN and OUT models.
+
+    ``in_scores`` (R_in,) are the canary's scores in models trained with it, ``out_scores``
+    (R_out,) in models trained without it (higher = "in"); each model is an independent run,
+    so the counts above a threshold are binomial and Clopper-Pearson applies (Jagielski et
+    al. 2020). For each strategy in ``strategies`` (``bonferroni``: every threshold, alpha
+    shared over the 2T one-sided bounds; ``split``: threshold chosen on a random half of
+    each arm, bound computed on the disjoint other half) this returns
+
+    * ``eps_cp_<strategy>``: :func:`eps_clopper_pearson`, valid for any mechanism;
+    * ``mu_gdp_<strategy>`` / ``eps_gdp_<strategy>``: the GDP route (:func:`eps_gdp`,
+      Nasr et al. 2023). The mu bound is valid; converting it to epsilon assumes the
+      mechanism's trade-off curve is Gaussian (true asymptotically for DP-SGD), so it is
+      tighter but not distribution-free.
+
+    plus ``n_in``, ``n_out`` and ``auc`` (trapezoid, ties 1/2). Bounds are >= 0.
+
+    Raises:
+        ValueError: empty, non-1-D or non-finite scores; delta or alpha outside (0, 1);
+            a strategy other than ``bonferroni``/``split`` (``none`` is not a valid bound).
+    """
+    a, b = _check_in_out(in_scores, out_scores)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    bad = [st for st in strategies if st not in VALID_STRATEGIES]
+    if bad or not strategies:
+        raise ValueError(f"strategies {tuple(strategies)!r}: each must be one of {VALID_STRATEGIES}")
+    # AUC = P[in > out] + P[in = out] / 2 (Mann-Whitney), the same number as mia.auc
+    gt = (a[:, None] > b[None, :]).mean()
+    eq = (a[:, None] == b[None, :]).mean()
+    out: dict[str, float] = {"n_in": int(a.size), "n_out": int(b.size), "auc": float(gt + eq / 2)}
+    for st in strategies:
+        out[f"eps_cp_{st}"] = eps_clopper_pearson(a, b, delta, alpha, st, seed)
+        mu = mu_gdp_lower(a, b, alpha, st, seed)
+        out[f"mu_gdp_{st}"] = mu
+        out[f"eps_gdp_{st}"] = gdp_to_eps(mu, delta)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
