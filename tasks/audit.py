@@ -538,7 +538,7 @@ class ManyRunAuditParams(BaseModel):
 
     target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
     include_nonprivate: bool = True
-    n_models: int = Field(default=64, ge=4)
+    n_models: int = Field(default=96, ge=4)
     train_rows: int | None = Field(default=None, ge=10)
     strategy: Literal["split", "bonferroni"] = "split"
     significance: float = Field(default=0.05, gt=0.0, lt=1.0)
