@@ -171,10 +171,10 @@ def summarise_grid(runs: list[dict[str, object]], engine: str, n_cells: int) -> 
         "cores_obtained_median_2_workers": statistics.median(r["cores_obtained"] for r in two),
         "loadavg_1m_median": statistics.median(r["loadavg_1m_before"] for r in one + two),
     }
-    for key in ("prefect_server_cpu_s", "postgres_cpu_s"):
+    for key, name in (("prefect_cpu_s", "prefect_server_cpu_s_per_cell"), ("postgres_cpu_s", "postgres_cpu_s_per_cell")):
         vals = [r[key] for r in one + two if r.get(key) is not None]
         if vals:
-            out[key.replace("_cpu_s", "_cpu_s_per_cell")] = statistics.median(vals) / n_cells
+            out[name] = statistics.median(vals) / n_cells
     return out
 
 
