@@ -13,7 +13,7 @@
 Writes ``benchmarks/results/infra.json`` (atomically) and logs the numbers to the stack's MLflow.
 Uses the configured stack (``REPROLAB_*``); starts it if it is not up and stops it afterwards.
 
-Usage: ``python benchmarks/bench_infra.py [--repeats 3] [--work 2] [--tasks 60]``
+Usage: ``python benchmarks/bench_infra.py [--repeats 3] [--work 8] [--tasks 60] [--grid-only]``
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from infra.config import QUIET_ENV, load_config  # noqa: E402
 from infra.stack import StackState, client_env, down, is_running, up  # noqa: E402
-from infra.workloads import run_grid, write_json_atomic  # noqa: E402
+from infra.workloads import LOCAL_CLUSTER_KWARGS, run_grid, write_json_atomic  # noqa: E402
 
 PAPERS, SEEDS, METHODS = ["blobs", "xor"], [0, 1], ["adam", "sgd"]
 OUT = ROOT / "benchmarks" / "results" / "infra.json"
@@ -65,38 +65,117 @@ print("RESULT " + json.dumps(samples))
 """
 
 
-def grid_seconds(n_workers: int, repeats: int, work: int) -> list[float]:
-    """Wall times of the grid on a fresh LocalCluster with ``n_workers`` (after one warm-up run)."""
-    from distributed import LocalCluster
-
-    times = []
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, tempfile.TemporaryDirectory() as tmp:
-        run_grid(PAPERS, SEEDS, METHODS, tmp, work=work, address=cluster.scheduler_address)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run_grid(PAPERS, SEEDS, METHODS, tmp, work=work, address=cluster.scheduler_address)
-            times.append(time.perf_counter() - t0)
-    return times
+ARMS = (("prefect", 1), ("prefect", 2), ("dask", 1), ("dask", 2))
 
 
-def raw_dask_seconds(n_workers: int, repeats: int, work: int) -> list[float]:
-    """The same cells through plain ``Client.map`` (no Prefect): what the Dask engine alone scales to."""
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of the calling process (all its threads); runs inside a worker."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _tree_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of ``pid`` and its children (the Prefect server, PostgreSQL), or None."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def grid_runs(repeats: int, work: int, server_pids: dict[str, int]) -> list[dict[str, object]]:
+    """Every arm (Prefect or plain Dask, 1 or 2 workers) ``repeats`` times, interleaved.
+
+    Both clusters live for the whole measurement, so no arm pays a cluster start. Each repeat runs
+    the four arms in a rotated order (reversed on odd repeats), so a change in the shared machine's
+    background load hits every arm alike instead of one phase. Per run it records the wall time,
+    the CPU seconds the Dask workers used (``worker_cpu_s``; divided by the wall time: the cores
+    the arm actually got), the CPU of the Prefect server and PostgreSQL trees, and the load average.
+    """
     from distributed import Client, LocalCluster
 
     from infra.workloads import fit_cell
 
     cells = [(p, s, m) for p in PAPERS for s in SEEDS for m in METHODS]
     args = [list(col) for col in zip(*cells)] + [[work] * len(cells)]
-    times = []
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        client.gather(client.map(fit_cell, *args, pure=False))  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            client.gather(client.map(fit_cell, *args, pure=False))
-            times.append(time.perf_counter() - t0)
-    return times
+    runs: list[dict[str, object]] = []
+    with LocalCluster(n_workers=1, **LOCAL_CLUSTER_KWARGS) as lc1, \
+            LocalCluster(n_workers=2, **LOCAL_CLUSTER_KWARGS) as lc2, \
+            Client(lc1, set_as_default=False) as c1, Client(lc2, set_as_default=False) as c2, \
+            tempfile.TemporaryDirectory() as tmp:
+        clusters = {1: (lc1, c1), 2: (lc2, c2)}
+
+        def run_arm(engine: str, n_workers: int) -> None:
+            lc, client = clusters[n_workers]
+            if engine == "prefect":
+                run_grid(PAPERS, SEEDS, METHODS, tmp, work=work, address=lc.scheduler_address)
+            else:
+                client.gather(client.map(fit_cell, *args, pure=False))
+
+        for arm in ARMS:  # warm-up: imports in the workers, flow/task registration on the server
+            run_arm(*arm)
+        for rep in range(repeats):
+            k = rep % len(ARMS)
+            order = list(ARMS[k:] + ARMS[:k])
+            if rep % 2:
+                order.reverse()
+            for engine, n_workers in order:
+                client = clusters[n_workers][1]
+                load = os.getloadavg()
+                cpu0 = sum(client.run(_cpu_seconds).values())
+                srv0 = {k: _tree_cpu_seconds(p) for k, p in server_pids.items()}
+                t0 = time.perf_counter()
+                run_arm(engine, n_workers)
+                seconds = time.perf_counter() - t0
+                cpu1 = sum(client.run(_cpu_seconds).values())
+                srv1 = {k: _tree_cpu_seconds(p) for k, p in server_pids.items()}
+                runs.append({
+                    "engine": engine, "workers": n_workers, "repeat": rep, "seconds": seconds,
+                    "worker_cpu_s": cpu1 - cpu0, "cores_obtained": (cpu1 - cpu0) / seconds,
+                    **{f"{k}_cpu_s": (srv1[k] - srv0[k]) if srv0[k] is not None and srv1[k] is not None else None
+                       for k in server_pids},
+                    "loadavg_1m_before": load[0],
+                })
+                print(f"  {engine:7s} {n_workers} worker(s) rep {rep}: {seconds:6.2f} s, "
+                      f"workers {cpu1 - cpu0:5.2f} CPU s, load {load[0]:.2f}", flush=True)
+    return runs
+
+
+def summarise_grid(runs: list[dict[str, object]], engine: str, n_cells: int) -> dict[str, object]:
+    """Medians per worker count, the 2-vs-1 ratio of the medians and of each repeat's pair."""
+    def sel(n: int) -> list[dict[str, object]]:
+        return sorted((r for r in runs if r["engine"] == engine and r["workers"] == n), key=lambda r: r["repeat"])
+
+    one, two = sel(1), sel(2)
+    med = {n: statistics.median(r["seconds"] for r in rs) for n, rs in ((1, one), (2, two))}
+    out: dict[str, object] = {
+        "seconds_1_worker": [r["seconds"] for r in one], "seconds_2_workers": [r["seconds"] for r in two],
+        "median_s_1_worker": med[1], "median_s_2_workers": med[2],
+        "throughput_cells_per_s_1_worker": n_cells / med[1], "throughput_cells_per_s_2_workers": n_cells / med[2],
+        "speedup_2_vs_1": med[1] / med[2],
+        "paired_speedups": [a["seconds"] / b["seconds"] for a, b in zip(one, two)],
+        "worker_cpu_s_per_cell": statistics.median(r["worker_cpu_s"] for r in one + two) / n_cells,
+        "cores_obtained_median_1_worker": statistics.median(r["cores_obtained"] for r in one),
+        "cores_obtained_median_2_workers": statistics.median(r["cores_obtained"] for r in two),
+        "loadavg_1m_median": statistics.median(r["loadavg_1m_before"] for r in one + two),
+    }
+    for key, name in (("prefect_cpu_s", "prefect_server_cpu_s_per_cell"), ("postgres_cpu_s", "postgres_cpu_s_per_cell")):
+        vals = [r[key] for r in one + two if r.get(key) is not None]
+        if vals:
+            out[name] = statistics.median(vals) / n_cells
+    return out
 
 
 def overhead_ms(env: dict[str, str], n_tasks: int, repeats: int) -> list[float]:
@@ -109,11 +188,37 @@ def overhead_ms(env: dict[str, str], n_tasks: int, repeats: int) -> list[float]:
     return json.loads(line.removeprefix("RESULT "))
 
 
+def measure_overhead(env: dict[str, str], n_tasks: int, repeats: int) -> dict[str, object]:
+    """Per-task orchestration overhead, served (Prefect server on PostgreSQL) vs embedded."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    base.update(QUIET_ENV)
+    with tempfile.TemporaryDirectory() as home_served, tempfile.TemporaryDirectory() as home_embedded:
+        served = overhead_ms({**base, "PREFECT_HOME": home_served, "PREFECT_API_URL": env["PREFECT_API_URL"]},
+                             n_tasks, repeats)
+        embedded = overhead_ms({**base, "PREFECT_HOME": home_embedded,
+                                "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+                                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}, n_tasks, repeats)
+    return {
+        "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tasks_per_flow": n_tasks, "flows": repeats,
+        "served_median_ms_per_task": statistics.median(served),
+        "embedded_median_ms_per_task": statistics.median(embedded),
+        "served_p90_ms": statistics.quantiles(served, n=10)[-1],
+        "embedded_p90_ms": statistics.quantiles(embedded, n=10)[-1],
+        "served_over_embedded": statistics.median(served) / statistics.median(embedded),
+        "served": "Prefect server on PostgreSQL (loopback)",
+        "embedded": "Prefect ephemeral server on SQLite (no PREFECT_API_URL)",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--work", type=int, default=2, help="epochs/100 per grid cell (~0.5 s of CPU per unit)")
+    parser.add_argument("--work", type=int, default=8,
+                        help="epochs/100 per grid cell (about 0.25 s of one core per unit; 8 = about 2 s)")
     parser.add_argument("--tasks", type=int, default=60, help="no-op tasks per flow for the overhead")
+    parser.add_argument("--grid-only", action="store_true",
+                        help="measure only the grid; keep the orchestration-overhead section of the existing JSON")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -127,22 +232,19 @@ def main() -> int:
         os.environ.update(env)
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
+        server_pids = {name: state.procs[name].pid for name in ("prefect", "postgres") if name in state.procs}
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-            t1 = grid_seconds(1, args.repeats, args.work)
-            t2 = grid_seconds(2, args.repeats, args.work)
-        r1 = raw_dask_seconds(1, args.repeats, args.work)
-        r2 = raw_dask_seconds(2, args.repeats, args.work)
+            runs = grid_runs(args.repeats, args.work, server_pids)
         n_cells = len(PAPERS) * len(SEEDS) * len(METHODS)
-        thr1, thr2 = n_cells / statistics.median(t1), n_cells / statistics.median(t2)
+        prefect_grid = summarise_grid(runs, "prefect", n_cells)
+        dask_grid = summarise_grid(runs, "dask", n_cells)
 
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-        base.update(QUIET_ENV)
-        with tempfile.TemporaryDirectory() as home_served, tempfile.TemporaryDirectory() as home_embedded:
-            served = overhead_ms({**base, "PREFECT_HOME": home_served, "PREFECT_API_URL": env["PREFECT_API_URL"]},
-                                 args.tasks, args.repeats)
-            embedded = overhead_ms({**base, "PREFECT_HOME": home_embedded,
-                                    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
-                                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}, args.tasks, args.repeats)
+        previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+        if args.grid_only and "orchestration_overhead" in previous:
+            overhead = previous["orchestration_overhead"]
+            overhead.setdefault("measured_utc", previous.get("when_utc"))
+        else:
+            overhead = measure_overhead(env, args.tasks, args.repeats)
 
         result = {
             "benchmark": "infra",
@@ -152,29 +254,17 @@ def main() -> int:
                         # processes competed for the cores and the 1-vs-2-worker ratio understates scaling.
                         "loadavg_1_5_15_before": list(load_before), "loadavg_1_5_15_after": list(os.getloadavg())},
             "grid": {
+                "what": "Prefect DaskTaskRunner (infra.workloads.run_grid), arms interleaved with grid_dask_only",
                 "cells": n_cells, "papers": PAPERS, "seeds": SEEDS, "methods": METHODS, "work": args.work,
-                "repeats": args.repeats, "seconds_1_worker": t1, "seconds_2_workers": t2,
-                "median_s_1_worker": statistics.median(t1), "median_s_2_workers": statistics.median(t2),
-                "throughput_cells_per_s_1_worker": thr1, "throughput_cells_per_s_2_workers": thr2,
-                "speedup_2_vs_1": thr2 / thr1, "goal_speedup": 1.7,
-                "prefect_overhead_s_per_cell_1_worker": (statistics.median(t1) - statistics.median(r1)) / n_cells,
+                "repeats": args.repeats, **prefect_grid, "goal_speedup": 1.7,
+                "prefect_worker_overhead_cpu_s_per_cell": prefect_grid["worker_cpu_s_per_cell"]
+                - dask_grid["worker_cpu_s_per_cell"],
             },
             "grid_dask_only": {
-                "what": "same cells via distributed.Client.map, no Prefect (engine-only scaling)",
-                "seconds_1_worker": r1, "seconds_2_workers": r2,
-                "median_s_1_worker": statistics.median(r1), "median_s_2_workers": statistics.median(r2),
-                "speedup_2_vs_1": statistics.median(r1) / statistics.median(r2),
+                "what": "same cells via distributed.Client.map, no Prefect (engine-only scaling)", **dask_grid,
             },
-            "orchestration_overhead": {
-                "tasks_per_flow": args.tasks, "flows": args.repeats,
-                "served_median_ms_per_task": statistics.median(served),
-                "embedded_median_ms_per_task": statistics.median(embedded),
-                "served_p90_ms": statistics.quantiles(served, n=10)[-1],
-                "embedded_p90_ms": statistics.quantiles(embedded, n=10)[-1],
-                "served_over_embedded": statistics.median(served) / statistics.median(embedded),
-                "served": "Prefect server on PostgreSQL (loopback)",
-                "embedded": "Prefect ephemeral server on SQLite (no PREFECT_API_URL)",
-            },
+            "grid_runs": runs,
+            "orchestration_overhead": overhead,
         }
         write_json_atomic(OUT, result)
 
@@ -185,17 +275,19 @@ def main() -> int:
         with mlflow.start_run(run_name="bench-infra"):
             mlflow.log_params({"work": args.work, "repeats": args.repeats, "tasks": args.tasks, "cells": n_cells})
             mlflow.log_metrics({
-                "grid_speedup_2_vs_1": result["grid"]["speedup_2_vs_1"],
-                "grid_throughput_1": thr1, "grid_throughput_2": thr2,
-                "dask_only_speedup_2_vs_1": result["grid_dask_only"]["speedup_2_vs_1"],
-                "served_ms_per_task": result["orchestration_overhead"]["served_median_ms_per_task"],
-                "embedded_ms_per_task": result["orchestration_overhead"]["embedded_median_ms_per_task"],
+                "grid_speedup_2_vs_1": prefect_grid["speedup_2_vs_1"],
+                "grid_throughput_1": prefect_grid["throughput_cells_per_s_1_worker"],
+                "grid_throughput_2": prefect_grid["throughput_cells_per_s_2_workers"],
+                "dask_only_speedup_2_vs_1": dask_grid["speedup_2_vs_1"],
+                "served_ms_per_task": overhead["served_median_ms_per_task"],
+                "embedded_ms_per_task": overhead["embedded_median_ms_per_task"],
             })
             mlflow.log_artifact(str(OUT))
-        print(json.dumps({"grid": {k: result["grid"][k] for k in ("median_s_1_worker", "median_s_2_workers",
-                                                                  "speedup_2_vs_1")},
-                          "grid_dask_only": result["grid_dask_only"],
-                          "orchestration_overhead": result["orchestration_overhead"]}, indent=2))
+        keys = ("median_s_1_worker", "median_s_2_workers", "speedup_2_vs_1", "paired_speedups",
+                "cores_obtained_median_1_worker", "cores_obtained_median_2_workers", "loadavg_1m_median")
+        print(json.dumps({"grid": {k: prefect_grid[k] for k in keys},
+                          "grid_dask_only": {k: dask_grid[k] for k in keys},
+                          "orchestration_overhead": overhead}, indent=2))
         print(f"wrote {OUT}")
     finally:
         if started_here:

@@ -57,6 +57,24 @@ def test_grid_on_two_dask_workers_matches_sequential(stack: Stack, cluster, sequ
 
 
 @pytest.mark.infra
+def test_grid_runs_on_the_given_scheduler_even_with_another_default_client(stack: Stack, cluster, sequential,
+                                                                            tmp_path: Path) -> None:
+    # prefect_dask 0.3.7 asks distributed.get_client() before its address: with another default
+    # Client open in the process the grid used to run on that client's cluster instead.
+    from distributed import Client, LocalCluster, get_task_stream
+
+    lc, client = cluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as other_lc, Client(other_lc) as other:
+        assert Client.current() is other  # the newest default client is the *other* cluster's
+        with get_task_stream(client) as ours, get_task_stream(other) as theirs:
+            results = run_grid(["xor"], [1], ["sgd"], tmp_path, address=lc.scheduler_address)
+    assert results == [r for r in sequential if r["cell"] == cell_id("xor", 1, "sgd")]
+    assert len(theirs.data) == 0
+    assert len(ours.data) == 1
+
+
+@pytest.mark.infra
 def test_worker_killed_mid_grid_loses_nothing(stack: Stack, cluster, sequential, tmp_path: Path) -> None:
     lc, client = cluster
     pids = client.run(lambda: os.getpid())  # {worker address: pid}
