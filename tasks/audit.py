@@ -256,14 +256,15 @@ def _calibration_values(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> d
 
 
 def calibration_audit(
-    model: nn.Module, table: pa.Table, n_bins: int = 15, n_boot: int = 500, seed: int = 0
+    model: nn.Module, table: pa.Table, n_bins: int = 15, n_boot: int = 500, seed: int = 0, figure: bool = True
 ) -> dict[str, object]:
     """Calibration of a classifier on a split: ECE (equal-width, equal-mass), classwise ECE,
     Brier, NLL, accuracy, each with a bootstrap percentile 95 % CI over examples, and the
     reliability diagram.
 
     Returns:
-        ``metrics`` ({name: value, name_lo, name_hi}) and ``reliability`` (Figure).
+        ``metrics`` ({name: value, name_lo, name_hi}) and ``reliability`` (Figure; ``None``
+        with ``figure=False``, which saves ~0.1 s per call when auditing many models).
     """
     from tasks.methods import scoring
 
@@ -284,7 +285,7 @@ def calibration_audit(
     for k, v in point.items():
         lo, hi = np.quantile(reps[k], [0.025, 0.975])
         metrics.update({k: v, f"{k}_lo": float(lo), f"{k}_hi": float(hi)})
-    fig = scoring.reliability_diagram(probs, labels, n_bins)
+    fig = scoring.reliability_diagram(probs, labels, n_bins) if figure else None
     return {"metrics": metrics, "reliability": fig}
 
 

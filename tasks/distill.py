@@ -41,6 +41,9 @@ class DistillSetup(OptimParams):
         student_variant: when the ``student_weights`` artifact holds several variants
             (``nm_sparsity``'s prune output, keys ``"<variant>/<seed>.<param>"``, e.g.
             ``"2:4_v1"``), the one to start from.
+        fit_seed_offset: the student of seed ``s`` trains with data order/seed ``s + offset``
+            (``nm_sparsity`` uses its fine-tuning offset, so KD recovery and fine-tuning see
+            the same batches and differ only in the loss).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +55,7 @@ class DistillSetup(OptimParams):
     teacher_seed: int | None = None
     teacher_seed_offset: int = 0
     student_variant: str | None = None
+    fit_seed_offset: int = Field(default=0, ge=0)
 
 
 class DistillParams(DistillSetup):
@@ -222,7 +226,7 @@ def distill(
             masks = masks_from_zeros(sd)
         if train_outputs is not None and not hasattr(model, "forward_heads"):
             raise ParamsError(f"loss {params.loss!r} needs a two-head student; {params.student.arch!r} has one head")
-        history = fit(model, params, train, val, seed, masks=masks, loss_fn=make_loss_fn(params, teachers), train_outputs=train_outputs)
+        history = fit(model, params, train, val, seed + params.fit_seed_offset, masks=masks, loss_fn=make_loss_fn(params, teachers), train_outputs=train_outputs)
         per_seed[seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         m: dict[str, Any] = {
             "val": accuracy_and_loss(model, val),

@@ -4,8 +4,11 @@ general N:M sparsity", arXiv 2503.01253; catalogue: ../shared/papers/seed_catalo
 Pipeline, per dataset (sklearn digits, mnist1d): prepare -> train (dense MLP, several seeds)
 -> prune (magnitude N:M along each layer's reduction dim, v = 1 and NM-SpMM's v = 32) ->
 finetune (mask fixed) -> evaluate (accuracy, loss, parameter/byte counts, compressed-matmul
-parity); then one report over both datasets (bootstrap CIs over seeds, IQM and P(improvement)
-over seeds x datasets, 2PL item response theory over the test items: docs/evaluation.md).
+parity) -> serve; distill (KD recovery from the dense teacher, mask fixed, fine-tuning's
+budget: docs/distillation.md) -> audit (membership inference + calibration of the dense,
+pruned, fine-tuned and distilled models: docs/auditing.md); then one report over both
+datasets (bootstrap CIs over seeds, IQM and P(improvement) over seeds x datasets, 2PL item
+response theory over the test items: docs/evaluation.md).
 
 Reproduced at our scale if: the compressed N:M format and reference SpMM equal dense matmul
 with zeros to float tolerance, and accuracy falls gracefully with N/M (fine-tuned 2:4 within
@@ -21,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.methods import nm_magnitude as nm
+from tasks.methods import nm_recovery as nmr
 from tasks.methods import nm_serving
 from tasks.stage import Paper, Stage, register_paper
 from tasks.train import OptimParams, TrainParams, train
@@ -47,6 +51,8 @@ class NMSparsityParams(BaseModel):
     prune: nm.PruneParams = nm.PruneParams()
     finetune: OptimParams = OptimParams(max_epochs=5)
     serve: nm_serving.ServeParams = nm_serving.ServeParams()
+    distill: nmr.NMDistillParams = nmr.NMDistillParams()
+    audit: nmr.NMAuditParams = nmr.NMAuditParams()
     report: nm.ReportParams = nm.ReportParams()
 
     @model_validator(mode="after")
@@ -59,6 +65,16 @@ class NMSparsityParams(BaseModel):
             nm.check_widths(self.prune, widths, f"dataset {name}, train.model.hidden={list(self.train.model.hidden)}")
         if len(self.train.seeds) < 2:
             raise ValueError(f"train.seeds = {list(self.train.seeds)}: need >= 2 seeds for confidence intervals")
+        for what, vectors in (("distill", self.distill.vectors), ("audit", self.audit.vectors)):
+            if not set(vectors) <= set(self.prune.vectors):
+                raise ValueError(f"{what}.vectors = {list(vectors)}: not all in prune.vectors = {list(self.prune.vectors)}")
+        pruned = {nm.parse_pattern(p) for p in self.prune.patterns}
+        for p in self.distill.patterns or ():
+            if nm.parse_pattern(p) not in pruned:
+                raise ValueError(f"distill.patterns: {p!r} is not in prune.patterns = {list(self.prune.patterns)}")
+        seeds = self.audit.seeds
+        if seeds is not None and (not set(seeds) <= set(self.train.seeds) or len(set(seeds)) < 2):
+            raise ValueError(f"audit.seeds = {list(seeds)}: need >= 2 seeds, all in train.seeds = {list(self.train.seeds)}")
         return self
 
 
@@ -88,6 +104,18 @@ def _dataset_stages(ds: str) -> list[Stage]:
               inputs={"finetuned": f"finetune_{ds}.weights", "test": f"prepare_{ds}.test"},
               outputs={"results": "serving.parquet", "metrics": "metrics.json"},
               schemas={"results": nm_serving.SERVE_SCHEMA}),
+        # issue #5: KD from the dense model as the recovery step, masks fixed, fine-tuning's budget
+        Stage(f"distill_{ds}", nmr.distill_pruned, params=("distill", "finetune", "train"),
+              inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val", "test": f"prepare_{ds}.test"},
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        # issue #8: membership leakage + calibration of dense, pruned, fine-tuned and distilled models
+        Stage(f"audit_{ds}", nmr.audit, params=("audit", "train"),
+              inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "finetuned": f"finetune_{ds}.weights", "distilled": f"distill_{ds}.weights",
+                      "train": f"prepare_{ds}.train", "test": f"prepare_{ds}.test"},
+              outputs={"results": "audit.parquet", "plot": "audit.png", "metrics": "metrics.json"},
+              schemas={"results": nmr.AUDIT_SCHEMA}),
     ]
 
 
@@ -100,14 +128,16 @@ PAPER = register_paper(
         module=str(Path(__file__).resolve()),
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
-            Stage("report", nm.report, params=("report", "prune"),
+            Stage("report", nm.report, params=("report", "prune", "audit"),
                   inputs={**{f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
                           **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS},
-                          **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS}},
+                          **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS},
+                          **{f"audit_{ds}": f"audit_{ds}.results" for ds in DATASETS}},
                   outputs={"report": "report.md", "summary": "summary.parquet",
                            "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json",
                            "claims": "claims.json", "poi": "probability_of_improvement.png",
-                           "irt": "irt_items.png", "items": "irt_items.parquet"}),
+                           "irt": "irt_items.png", "items": "irt_items.parquet",
+                           "audit": "leakage_calibration.png", "audit_summary": "audit_summary.parquet"}),
         ),
     )
 )

@@ -30,6 +30,10 @@ from torch import nn
 from kernels.nm import NMWeight, magnitude_mask
 from tasks.train import OptimParams, TrainParams, fit, init_model, num_classes, pack_seeds, torch_threads, unpack_seeds
 
+# NOTE: fine-tuning (and nm_sparsity's KD recovery, tasks/methods/nm_recovery.py) use seed
+# + this offset for the data order, so it differs from training's but is shared by both.
+FINETUNE_SEED_OFFSET = 10_000
+
 PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -197,7 +201,7 @@ def finetune(
                 if name.endswith(".weight") and bool((p == 0).any())
             }
             # NOTE: seed offset keeps fine-tuning's data order distinct from training's.
-            history = fit(model, ft, train, val, seed + 10_000, masks=masks)
+            history = fit(model, ft, train, val, seed + FINETUNE_SEED_OFFSET, masks=masks)
             out[var][seed] = {k: t.clone() for k, t in model.state_dict().items()}
             metrics[f"{var}.{seed}"] = history[-1] if history else {}
     return {"weights": pack_variants(out), "metrics": {"final": metrics}}
@@ -449,13 +453,16 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
     """Aggregate every dataset's results and judge the paper's claims.
 
     Args:
-        params: ``{"report": ReportParams, "prune": PruneParams}``.
+        params: ``{"report": ReportParams, "prune": PruneParams}`` (+ ``"audit"``:
+            ``nm_recovery.NMAuditParams`` when audit tables are given).
         **inputs: per dataset, ``results_<dataset>`` (``RESULTS_SCHEMA``), ``predictions_<dataset>``
-            (item level) and optionally ``serving_<dataset>`` (``nm_serving.SERVE_SCHEMA``).
+            (item level), optionally ``serving_<dataset>`` (``nm_serving.SERVE_SCHEMA``) and
+            ``audit_<dataset>`` (``nm_recovery.AUDIT_SCHEMA``).
 
     Returns:
         ``report`` (markdown), ``summary`` (``SUMMARY_SCHEMA``), ``plot`` (PNG figure),
-        ``metrics`` (verdicts and headline numbers).
+        ``metrics`` (verdicts and headline numbers); with audit tables also ``audit`` (figure:
+        leakage and calibration by model) and ``audit_summary`` (table).
     """
     from tasks.methods.rliable import difference_ci
     from tasks.report import Claim, Report, report_outputs
@@ -465,6 +472,12 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
     results = {k.removeprefix("results_"): v for k, v in inputs.items() if k.startswith("results_")}
     predictions = {k.removeprefix("predictions_"): v for k, v in inputs.items() if k.startswith("predictions_")}
     serving = {k.removeprefix("serving_"): v for k, v in inputs.items() if k.startswith("serving_")}
+    audits = {k.removeprefix("audit_"): v for k, v in inputs.items() if k.startswith("audit_")}
+    recovery = None
+    if audits:
+        from tasks.methods.nm_recovery import recovery_section
+
+        recovery = recovery_section(audits, params["audit"].headline, p.reps, p.alpha)
     summary = summarize(results, p)
     stats = seed_statistics(results, predictions, p, prune_p)
     all_rows = pa.concat_tables(results.values()).to_pandas()
@@ -543,6 +556,8 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             "nmSPARSE needs a CUDA GPU; no GPU in this run",
         ),
     ]
+    if recovery is not None:
+        claims += recovery["claims"]
     show = summary.select(
         ["dataset", "model", "sparsity", "seeds", "acc_mean", "acc_lo", "acc_hi", "params_nonzero", "weight_bytes"]
     )
@@ -568,11 +583,22 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
                 {"Serving the fine-tuned models through NMLinear (medians over seeds; batch 0 = whole test set)":
                  serving_table(serving)} if serving else {}
             ),
+            **(
+                {"Leakage and calibration: dense vs pruned vs fine-tuned vs distilled (test split; "
+                 f"MIA: {params['audit'].headline} attack, members = train split, non-members = test split; "
+                 "mean over seeds with bootstrap CI over seeds; gap = train - test accuracy)":
+                 recovery["table"].drop_columns(["kind", "variant"]),
+                 "Recovery after pruning: distilled (KD from the dense teacher) vs fine-tuned, same budget, "
+                 "masks fixed (test accuracy; diff = distilled - fine-tuned, paired over seeds)":
+                 recovery["recovery"]} if recovery is not None else {}
+            ),
         },
         figures={
             "Accuracy vs sparsity": "accuracy_vs_sparsity.png",
             "Probability of improvement": "probability_of_improvement.png",
             "2PL item parameters (colour: how well an item separates dense from fine-tuned)": "irt_items.png",
+            **({"Leakage (MIA AUC) and calibration (ECE) by model": "leakage_calibration.png"}
+               if recovery is not None else {}),
         },
         notes=(
             "The paper is a GPU kernel paper evaluated on LLaMA-sized GEMMs; the models here are small MLPs "
@@ -587,7 +613,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         "iqm_acc": {r["model"]: r["point"] for r in stats["aggregates"].to_pylist() if r["aggregate"] == "iqm"},
         "p_improvement": {f"{r['x']} beats {r['y']}": r["p_x_beats_y"] for r in stats["poi"].to_pylist()},
     }
-    return {
+    out = {
         **report_outputs(rep),
         "summary": summary,
         "plot": plot_accuracy_vs_sparsity(summary),
@@ -596,3 +622,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         "irt": stats["irt_fig"],
         "items": stats["items"],
     }
+    if recovery is not None:
+        metrics.update({k: v for k, v in recovery["metrics"].items() if k != "focus_variant"})
+        out.update(audit=recovery["figure"], audit_summary=recovery["table"])
+    return out
