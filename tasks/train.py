@@ -54,6 +54,9 @@ class TrainParams(OptimParams):
     seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
 
 
+VAL_BATCH_SIZE = 1024  # rows per validation batch (fixed; it does not change the metrics)
+
+
 def num_classes(*tables: pa.Table) -> int:
     return int(max(int(pa.compute.max(t.column("label")).as_py()) for t in tables)) + 1
 
@@ -109,7 +112,10 @@ def fit(
     xv, yv, _ = table_to_tensors(val)
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(xt, yt), batch_size=optim.batch_size, shuffle=True, generator=g)
-    val_loader = DataLoader(TensorDataset(xv, yv), batch_size=1024)
+    # PLATFORM: the validation split is already one in-memory tensor; slicing it gives the
+    # very batches a sequential DataLoader(batch_size=1024) would collate row by row (same
+    # values, same order), without the per-sample indexing (~5 ms per epoch on CPU).
+    val_loader = DataLoader(list(zip(xv.split(VAL_BATCH_SIZE), yv.split(VAL_BATCH_SIZE))), batch_size=None)
     lit = LitClassifier(
         model, optim.lr, optim.weight_decay, masks=masks, loss_fn=loss_fn, train_outputs=train_outputs
     )
