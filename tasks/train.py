@@ -136,6 +136,10 @@ def fit(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6.6 vs torch 2.13
+        # NOTE: LitClassifier.training_step takes one batch per step from ``dataloader_iter``;
+        # Lightning flags that signature as experimental. tests/distill/test_lit_fast_path.py
+        # pins the result to a plain torch loop, bit for bit.
+        warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
         with torch_threads():
             trainer.fit(lit, loader, val_loader)
     return lit.history
