@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import warnings
 from typing import Callable
 
 import lightning as L
@@ -173,7 +172,10 @@ def fit(
     Deterministic on CPU for a given seed: the seed fixes the data order and any dropout.
     """
     # PLATFORM: Fabric owns devices, precision and DDP; the loop is ours. One CPU device in
-    # fp32 here; Fabric(strategy="ddp", devices=N, num_nodes=M) is the multi-GPU switch.
+    # fp32 here; Fabric(strategy="ddp", devices=N, num_nodes=M) is the multi-GPU switch
+    # (docs/infra.md; not run here). Under DDP ``train_loss`` would be each rank's own mean,
+    # every rank validates the whole val split, and a ``loss_fn``'s teachers are the
+    # caller's to place on the device.
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     params = dict(model.named_parameters())
     for name, mask in (masks or {}).items():
@@ -193,14 +195,13 @@ def fit(
     L.seed_everything(seed, workers=True, verbose=False)
     fabric = L.Fabric(accelerator="cpu", devices=1, precision="32-true")
     fabric.launch()
-    with warnings.catch_warnings(), deterministic_algorithms(), torch_threads():
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6.6 vs torch 2.13
+    with deterministic_algorithms(), torch_threads():
         optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         module = model if train_outputs is None else _TrainingForward(model, train_outputs)
         net, optimizer = fabric.setup(module, optimizer)
         # PLATFORM: on one device in fp32, Fabric's wrappers are identities (no cast, no
         # autocast, backward = loss.backward(), step = optimizer.step()); there we call what
-        # they wrap and skip ~0.03 ms of wrapper calls per step (a small MLP's whole step is
+        # they wrap and skip ~0.08 ms of wrapper calls per step (a small MLP's whole step is
         # ~1 ms on CPU; benchmarks/bench_distill.py). Elsewhere (DDP, mixed precision, GPU)
         # the Fabric objects. tests/distill/test_lit_fast_path.py: both give the same bits.
         if _wrappers_are_identities(fabric):
