@@ -3,7 +3,7 @@
 Both arms distil the same student from the same frozen teacher with the registered ``kd``
 loss, the same batch size, epochs, Adam settings, data order and init, and both evaluate
 the validation split after every epoch (our task records that per-epoch history) and once
-at the end. The task arm is :func:`tasks.distill.distill` (Lightning); the plain arm is a
+at the end. The task arm is :func:`tasks.distill.distill` (Lightning Fabric); the plain arm is a
 hand-written ``for epoch / for batch`` loop. Arms alternate, ``--repeats`` times each; we
 report medians and the ratio task / plain (target <= 1.10), of wall time and of the
 process's CPU time. NOTE: on a shared machine the wall-time ratio mostly measures who else
@@ -108,7 +108,7 @@ def main() -> None:
             max_epochs=args.epochs,
             batch_size=batch_size,
         )
-        # warm-up both arms once (allocator, Lightning's first Trainer)
+        # warm-up both arms once (allocator, first Fabric)
         one = params.model_copy(update={"max_epochs": 1})
         distill(one, train=data["train"], val=data["val"], teacher_weights=teacher["weights"])
         plain_loop(one, data, teacher_sd, 0)
