@@ -1,4 +1,4 @@
-"""Plain ``nn.Module`` models and thin Lightning wrappers, registered by name."""
+"""Plain ``nn.Module`` models, registered by name."""
 
 from models.classifier import MLP, ModelSpec, build_model, register_model
 

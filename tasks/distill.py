@@ -3,7 +3,7 @@
 The student is either a fresh model of ``params.student`` (a smaller dense network) or,
 when ``student_weights`` is given, starts from those weights with every exact zero of a
 weight matrix held at zero (an N:M-pruned student: distillation as the recovery step after
-pruning). Training goes through :func:`tasks.train.fit` (Lightning, seeded, deterministic
+pruning). Training goes through :func:`tasks.train.fit` (Lightning Fabric, seeded, deterministic
 on CPU); the loss comes from the registry in :mod:`tasks.methods.kd`.
 
 Weights of several seeds are packed in one safetensors dict (:func:`tasks.train.pack_seeds`).
@@ -163,7 +163,7 @@ def _teachers(params: DistillParams, teacher_weights, aux_teacher_weights, in_fe
 
 
 def make_loss_fn(params: DistillParams, teachers: list[nn.Module]):
-    """The ``loss_fn(out, y, x)`` for :class:`models.lit.LitClassifier`: runs the frozen
+    """The ``loss_fn(out, y, x)`` for :func:`tasks.train.fit`: runs the frozen
     teachers on the batch and calls the registered loss."""
     entry = get_loss(params.loss)
     kwargs = dict(params.loss_params)

@@ -1,4 +1,4 @@
-"""Training stage: a classifier per seed, with Lightning, deterministic on CPU.
+"""Training stage: a classifier per seed, with Lightning Fabric, deterministic on CPU.
 
 Weights of several seeds live in one safetensors file with keys ``"<seed>.<param>"``
 (:func:`pack_seeds` / :func:`unpack_seeds`).
@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import warnings
+from typing import Callable
 
 import lightning as L
+from lightning.fabric.plugins import Precision
+from lightning.fabric.strategies import SingleDeviceStrategy
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,8 +22,14 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from models import ModelSpec, build_model
-from models.lit import LitClassifier, LossFn, cross_entropy
 from tasks.data_prep import num_features, table_to_tensors
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The default ``loss_fn(out, y, x)`` of :func:`fit`."""
+    return F.cross_entropy(logits, y)
 
 
 class OptimParams(BaseModel):
@@ -52,6 +60,9 @@ class TrainParams(OptimParams):
 
     model: ModelSpec = ModelSpec()
     seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
+
+
+VAL_BATCH_SIZE = 1024  # rows per validation batch (fixed; it does not change the metrics)
 
 
 def num_classes(*tables: pa.Table) -> int:
@@ -87,6 +98,51 @@ def torch_threads(n: int | None = None):
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """``torch.use_deterministic_algorithms(True)`` and no cuDNN autotuning, then restore.
+
+    The same switches as Lightning's ``Trainer(deterministic=True)`` (which left them on for
+    the rest of the process); ``CUBLAS_WORKSPACE_CONFIG`` is set as Lightning sets it.
+    """
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
+
+
+class _TrainingForward(nn.Module):
+    """``forward(x) = outputs(model, x)``: what the loss sees during training, as one module.
+
+    PLATFORM: Fabric (and DDP under it) hooks a module's ``forward``; a ``train_outputs`` that
+    calls another method (``forward_heads``) goes through here, so it gets the same precision
+    context and DDP gradient sync as ``model(x)`` would. Its state_dict keys gain a ``model.``
+    prefix, but callers keep (and save) their own ``model``, which is unchanged.
+    """
+
+    def __init__(self, model: nn.Module, outputs: Callable[[nn.Module, torch.Tensor], object]):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, x: torch.Tensor):
+        return self.outputs(self.model, x)
+
+
+def _wrappers_are_identities(fabric: L.Fabric) -> bool:
+    """One device in plain fp32: Fabric's module/optimiser/backward wrappers change nothing."""
+    return type(fabric.strategy) is SingleDeviceStrategy and type(fabric.strategy.precision) is Precision
+
+
 def fit(
     model: nn.Module,
     optim: OptimParams,
@@ -95,44 +151,118 @@ def fit(
     seed: int,
     masks: dict[str, torch.Tensor] | None = None,
     loss_fn: LossFn = cross_entropy,
-    train_outputs=None,
+    train_outputs: Callable[[nn.Module, torch.Tensor], object] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with Lightning; return the per-epoch history.
+    """Train ``model`` in place with Adam through Lightning Fabric; return the per-epoch history.
 
-    ``loss_fn(out, y, x)`` and ``train_outputs(model, x)`` (what ``out`` is during
-    training; default ``model(x)``) are passed to :class:`models.lit.LitClassifier`.
+    Each epoch: one optimiser step per minibatch of a seeded shuffle of ``train``, on
+    ``loss_fn(out, y, x)`` with ``out = train_outputs(model, x)`` (default ``model(x)``; e.g.
+    both heads of a two-head student); then ``model`` in eval mode, without gradients, on
+    the whole ``val`` split (each submodule's train/eval flag is restored afterwards).
+
+    Args:
+        masks: ``{parameter name: bool tensor}``; masked-out weights are zeroed before
+            training and again after every optimiser step (Adam's moments and weight decay
+            would move them), so a pruning mask is held fixed.
+
+    Returns:
+        One dict per epoch: ``epoch``, ``train_loss`` (batch-size-weighted mean of the
+        step losses), ``val_loss`` and ``val_acc`` (omitted when ``val`` is empty).
 
     Deterministic on CPU for a given seed: the seed fixes the data order and any dropout.
     """
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    # PLATFORM: Fabric owns devices, precision and DDP; the loop is ours. One CPU device in
+    # fp32 here; Fabric(strategy="ddp", devices=N, num_nodes=M) is the multi-GPU switch
+    # (docs/infra.md; not run here). Under DDP ``train_loss`` would be each rank's own mean,
+    # every rank validates the whole val split, and a ``loss_fn``'s teachers are the
+    # caller's to place on the device.
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    params = dict(model.named_parameters())
+    for name, mask in (masks or {}).items():
+        if name not in params or params[name].shape != mask.shape:
+            raise ValueError(f"mask {name!r} does not match a parameter of the model")
     xt, yt, _ = table_to_tensors(train)
     xv, yv, _ = table_to_tensors(val)
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(xt, yt), batch_size=optim.batch_size, shuffle=True, generator=g)
-    val_loader = DataLoader(TensorDataset(xv, yv), batch_size=1024)
-    lit = LitClassifier(
-        model, optim.lr, optim.weight_decay, masks=masks, loss_fn=loss_fn, train_outputs=train_outputs
-    )
+    # PLATFORM: the validation split is already one in-memory tensor; slicing it gives the
+    # very batches a sequential DataLoader(batch_size=1024) would collate row by row (same
+    # values, same order), without the per-sample indexing (~5 ms per epoch on CPU).
+    # NOTE: a DataLoader (not the bare list) on purpose: each pass draws its base seed from
+    # the global torch RNG, as the Lightning Trainer's validation did, so dropout in later
+    # epochs sees the same random stream as before.
+    val_loader = DataLoader(list(zip(xv.split(VAL_BATCH_SIZE), yv.split(VAL_BATCH_SIZE))), batch_size=None)
     L.seed_everything(seed, workers=True, verbose=False)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=optim.max_epochs,
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    with warnings.catch_warnings():
-        # NOTE: Lightning warns that a small CPU DataLoader has few workers; that is by design.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6.6 vs torch 2.13
-        with torch_threads():
-            trainer.fit(lit, loader, val_loader)
-    return lit.history
+    fabric = L.Fabric(accelerator="cpu", devices=1, precision="32-true")
+    fabric.launch()
+    with deterministic_algorithms(), torch_threads():
+        optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        module = model if train_outputs is None else _TrainingForward(model, train_outputs)
+        net, optimizer = fabric.setup(module, optimizer)
+        # PLATFORM: on one device in fp32, Fabric's wrappers are identities (no cast, no
+        # autocast, backward = loss.backward(), step = optimizer.step()); there we call what
+        # they wrap and skip ~0.08 ms of wrapper calls per step (a small MLP's whole step is
+        # ~1 ms on CPU; benchmarks/bench_distill.py). Elsewhere (DDP, mixed precision, GPU)
+        # the Fabric objects. tests/distill/test_lit_fast_path.py: both give the same bits.
+        if _wrappers_are_identities(fabric):
+            forward, backward, step_optimizer = net.module, torch.Tensor.backward, optimizer.optimizer
+        else:
+            forward, backward, step_optimizer = net, fabric.backward, optimizer
+        # NOTE: on one device the shuffle (``g``) is kept; under DDP Fabric swaps in a
+        # DistributedSampler (each rank a shard). Batches are moved only off the CPU.
+        on_device = fabric.device.type != "cpu"
+        loader = fabric.setup_dataloaders(loader, move_to_device=on_device)
+        val_loader = fabric.setup_dataloaders(val_loader, use_distributed_sampler=False, move_to_device=on_device)
+        steps = len(loader)
+        held = {name: (params[name], mask.to(params[name].device, params[name].dtype)) for name, mask in (masks or {}).items()}
+        _hold(held)
+        history = []
+        for epoch in range(optim.max_epochs):
+            loss_sum, n = torch.zeros((), device=fabric.device), 0
+            # NOTE: exactly ``steps`` batches, then the iterator is dropped, not run to its end:
+            # when the batch size divides the split, running it out would make the shuffle
+            # draw once more from ``g`` and change every later epoch's order (the Lightning
+            # Trainer stopped at ``len(loader)`` too).
+            for _, (x, y) in zip(range(steps), loader):
+                loss = loss_fn(forward(x), y, x)
+                step_optimizer.zero_grad()
+                backward(loss)
+                step_optimizer.step()
+                _hold(held)
+                loss_sum.add_(loss.detach() * len(y))
+                n += len(y)
+            history.append({"epoch": float(epoch), "train_loss": float(loss_sum / max(n, 1)), **_validate(fabric, model, val_loader)})
+    return history
+
+
+@torch.no_grad()
+def _hold(held: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Zero the masked-out weights (``{name: (parameter, float mask)}``) in place."""
+    for p, mask in held.values():
+        p.mul_(mask)
+
+
+@torch.no_grad()
+def _validate(fabric: L.Fabric, model: nn.Module, batches: DataLoader) -> dict[str, float]:
+    """Batch-size-weighted means of the cross-entropy and accuracy of ``model(x)`` (eval mode).
+
+    NOTE: the arithmetic (0 + mean * B per batch, then / the summed B) is that of Lightning's
+    ``self.log(on_epoch=True)``, which earlier versions used: the same floats.
+    """
+    modes = {name: m.training for name, m in model.named_modules()}
+    model.eval()
+    sums = {"val_loss": torch.zeros((), device=fabric.device), "val_acc": torch.zeros((), device=fabric.device)}
+    n_val = torch.tensor(0)
+    with fabric.autocast():
+        for x, y in batches:
+            logits = model(x)
+            n = len(y)
+            for key, value in (("val_loss", F.cross_entropy(logits, y)), ("val_acc", (logits.argmax(-1) == y).float().mean())):
+                sums[key] = sums[key] + value * n
+            n_val = n_val + n
+    for name, m in model.named_modules():
+        m.training = modes[name]
+    return {k: float(v / n_val) for k, v in sums.items()} if int(n_val) else {}
 
 
 def init_model(spec: ModelSpec, train: pa.Table, n_classes: int, seed: int) -> nn.Module:
