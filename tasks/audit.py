@@ -488,6 +488,14 @@ class DPSGDAuditParams(BaseModel):
     dpsgd: DPSGDParams = DPSGDParams()
 
 
+def _dp_runs(params):
+    """``(target_eps, DPSGDParams)`` per run of a DP-SGD audit: the non-private run first
+    (``None``, if ``params.include_nonprivate``), then each target epsilon."""
+    runs = ([None] if params.include_nonprivate else []) + list(params.target_eps)
+    for eps in runs:
+        yield eps, params.dpsgd.model_copy(update={"target_eps": eps})
+
+
 def dpsgd_audit_stage(params: DPSGDAuditParams, *, train: pa.Table, val: pa.Table, test: pa.Table) -> dict[str, object]:
     """One DP-SGD run per target epsilon (+ non-private), each audited by the one-run bound.
 
@@ -497,13 +505,11 @@ def dpsgd_audit_stage(params: DPSGDAuditParams, *, train: pa.Table, val: pa.Tabl
         ``results`` (pa.Table, one row per run) and ``metrics`` (wall time).
     """
     n_cls = num_classes(train, val, test)
-    runs = ([None] if params.include_nonprivate else []) + list(params.target_eps)
     rows = []
     t_all = time.perf_counter()
     with torch_threads(1):
-        for eps in runs:
+        for eps, p in _dp_runs(params):
             t0 = time.perf_counter()
-            p = params.dpsgd.model_copy(update={"target_eps": eps})
             res = canary_audit(p, train, val, params.canaries, n_cls, test=test)
             rows.append({
                 "target_eps": float("inf") if eps is None else float(eps),
@@ -579,13 +585,11 @@ def dpsgd_many_run_stage(params: ManyRunAuditParams, *, train: pa.Table, val: pa
     if params.train_rows is not None and d.num_rows < params.train_rows:
         raise ValueError(f"train_rows = {params.train_rows} but the train split has only {train.num_rows} rows")
     strategies = (params.strategy,) + tuple(s for s in dp.VALID_STRATEGIES if s != params.strategy)
-    runs = ([None] if params.include_nonprivate else []) + list(params.target_eps)
     rows, score_rows = [], []
     t_all = time.perf_counter()
     with torch_threads(1):
-        for eps in runs:
+        for eps, p in _dp_runs(params):
             t0 = time.perf_counter()
-            p = params.dpsgd.model_copy(update={"target_eps": eps})
             res = many_run_scores(p, d, canary, params.n_models, n_cls, test=test)
             b = dp.eps_many_run(res["in_scores"], res["out_scores"], p.delta, params.significance, strategies,
                                 params.canary_seed)
@@ -603,7 +607,7 @@ def dpsgd_many_run_stage(params: ManyRunAuditParams, *, train: pa.Table, val: pa
                 score_rows += [{"target_eps": target, "arm": arm, "model": i, "score": float(v)}
                                for i, v in enumerate(res[f"{arm}_scores"])]
     wall = time.perf_counter() - t_all
-    n_total = 2 * params.n_models * len(runs)
+    n_total = 2 * params.n_models * len(rows)
     return {
         "results": pa.Table.from_pylist(rows), "scores": pa.Table.from_pylist(score_rows),
         "metrics": {"wall_s": wall, "models_trained": n_total, "secs_per_model": wall / n_total},
