@@ -2,7 +2,7 @@
 "Pandora's White-Box"; LiRA and RMIA as the model-based attacks; catalogue:
 ../shared/papers/seed_catalog_A.md, #11-#12), plus a calibration audit of the target models.
 
-Pipeline, per dataset (digits, breast_cancer): prepare -> membership (balanced member/non-member
+Pipeline, per dataset (digits, breast_cancer, mnist1d): prepare -> membership (balanced member/non-member
 index file of the target m0 and shadows m1..mR) -> shadows (target + shadow MLPs trained by the
 shared ``fit``) -> attack (loss, entropy, modified entropy, gradient norm, reference loss, LiRA
 offline/online, RMIA; AUC with CIs, TPR at FPR <= x, log-log ROC) and calibrate (ECE, Brier, NLL,
@@ -26,7 +26,7 @@ from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.methods.audit_reports import AuditReportParams, report_mia
 from tasks.stage import Paper, Stage, register_paper
 
-DATASETS = ("digits", "breast_cancer")
+DATASETS = ("digits", "breast_cancer", "mnist1d")
 
 
 class MIAData(BaseModel):
@@ -34,6 +34,7 @@ class MIAData(BaseModel):
 
     digits: DataParams = DataParams(dataset="digits", val_fraction=0.3, test_fraction=0.2)
     breast_cancer: DataParams = DataParams(dataset="breast_cancer", val_fraction=0.3, test_fraction=0.2)
+    mnist1d: DataParams = DataParams(dataset="mnist1d", num_samples=4000, val_fraction=0.3, test_fraction=0.2)
 
 
 class MIAAudits(BaseModel):
@@ -43,6 +44,7 @@ class MIAAudits(BaseModel):
 
     digits: audit.MIAParams = audit.MIAParams()
     breast_cancer: audit.MIAParams = audit.MIAParams()
+    mnist1d: audit.MIAParams = audit.MIAParams()
 
 
 class MIABenchmarkParams(BaseModel):
