@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.distill import DistillParams, DistillSetup, distill
 from tasks.errors import ParamsError, ReprolabError
-from tasks.methods.rliable import bootstrap_ci
+from tasks.methods.rliable import bootstrap_ci, paired_difference
 from tasks.stage import Stage
 from tasks.train import TrainParams, train
 
@@ -96,9 +96,8 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         raise ReprolabError(f"paired comparison needs >= 2 common seeds, got {seeds}")
-    d = [a[s] - b[s] for s in seeds]
-    mean, lo, hi = mean_ci(d)
-    return {"diff": mean, "lo": lo, "hi": hi, "wins": float(sum(x > 0 for x in d)), "n": float(len(d))}
+    c = paired_difference(a, b)
+    return {**c, "wins": float(c["wins"]), "n": float(c["n"])}
 
 
 def direction(cmp: Mapping[str, float]) -> str:

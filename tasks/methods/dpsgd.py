@@ -43,6 +43,7 @@ from models import ModelSpec, build_model
 from tasks.data_prep import make_table, num_features, table_to_tensors
 from tasks.methods import dp_audit
 from tasks.methods.mia import true_label_logprob
+from tasks.train import accuracy_and_loss
 
 
 class DPSGDParams(BaseModel):
@@ -164,15 +165,11 @@ def canary_audit(
     canaries, included = make_canaries(canary_pool, m, n_classes, params.seed)
     train_plus = pa.concat_tables([train, canaries.filter(pa.array(included))])
     model, info = dpsgd_train(params, train_plus, n_classes)
-    xc, yc, _ = table_to_tensors(canaries)
-    with torch.no_grad():
-        scores = true_label_logprob(model(xc).double().numpy(), yc.numpy())
+    scores = canary_logprob(model, canaries)
     one_run = dp_audit.eps_one_run(scores, included, params.delta)
     out = {**info, **one_run, "canary_auc": auc(scores, included), "target_eps": params.target_eps}
     if test is not None:
-        xt, yt, _ = table_to_tensors(test)
-        with torch.no_grad():
-            out["test_acc"] = float((model(xt).argmax(-1) == yt).float().mean())
+        out["test_acc"] = accuracy_and_loss(model, test)["acc"]
     return out
 
 
@@ -231,9 +228,7 @@ def many_run_scores(
                 sigma = info["noise_multiplier"] if params.target_eps is not None else None
             scores[arm].append(float(canary_logprob(model, canary)[0]))
             if test is not None and arm == "out":
-                xt, yt, _ = table_to_tensors(test)
-                with torch.no_grad():
-                    accs.append(float((model(xt).argmax(-1) == yt).float().mean()))
+                accs.append(accuracy_and_loss(model, test)["acc"])
     return {
         "in_scores": np.asarray(scores["in"]), "out_scores": np.asarray(scores["out"]),
         "eps_spent": first["eps_spent"], "noise_multiplier": first["noise_multiplier"],

@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.methods import nm_magnitude as nm
+from tasks.methods.rliable import paired_difference
 from tasks.train import OptimParams, TrainParams, init_model, num_classes, torch_threads, unpack_seeds
 
 # --------------------------------------------------------------------------------------------
@@ -378,14 +379,6 @@ def plot_audit(summary: pa.Table, headline: str):
     return fig
 
 
-def _paired(a: dict[int, float], b: dict[int, float], reps: int, alpha: float) -> dict[str, float]:
-    """Mean paired difference a - b over common keys with a bootstrap CI; wins = #(a > b)."""
-    keys = sorted(set(a) & set(b))
-    d = [a[k] - b[k] for k in keys]
-    mean, lo, hi = _mean_ci(d, reps, alpha)
-    return {"diff": mean, "lo": lo, "hi": hi, "wins": sum(x > 0 for x in d), "n": len(d)}
-
-
 def _per_pair(results: dict[str, pa.Table], model_of: dict[str, str], column: str, headline: str) -> dict:
     """``{(dataset, seed): value}`` of ``column`` (headline-attack rows) for the model named
     ``model_of[dataset]`` (skips datasets without that model)."""
@@ -434,7 +427,7 @@ def recovery_section(
             ft = _per_pair({ds: table}, {ds: f"finetuned/{var}"}, "acc", headline)
             if not kd or not ft:
                 continue
-            c = _paired(kd, ft, reps, alpha)
+            c = paired_difference(kd, ft, reps, alpha)
             rec_rows.append({"dataset": ds, "variant": var, "finetuned_acc": float(np.mean(list(ft.values()))),
                              "distilled_acc": float(np.mean(list(kd.values()))), "diff_pts": c["diff"] * 100,
                              "lo_pts": c["lo"] * 100, "hi_pts": c["hi"] * 100, "kd_wins": c["wins"], "seeds": c["n"]})
@@ -444,7 +437,7 @@ def recovery_section(
         name = {"dense": "dense"}
         a = _per_pair(results, {ds: name.get(a_kind, f"{a_kind}/{focus_variant}") for ds in results}, column, headline)
         b = _per_pair(results, {ds: name.get(b_kind, f"{b_kind}/{focus_variant}") for ds in results}, column, headline)
-        return _paired(a, b, reps, alpha)
+        return paired_difference(a, b, reps, alpha)
 
     def says(c: dict[str, float], scale: float, unit: str) -> str:
         return (f"{c['diff'] * scale:+.2f}{unit} [{100 * (1 - alpha):.0f}% CI {c['lo'] * scale:+.2f}, "

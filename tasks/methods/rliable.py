@@ -286,6 +286,29 @@ def difference_ci(
     return _percentile_interval(float(fn(arms[1]) - fn(arms[0])), rep_b - rep_a, alpha)
 
 
+
+def paired_difference(
+    a: Mapping[object, float],
+    b: Mapping[object, float],
+    reps: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean paired difference ``a[k] - b[k]`` over the common keys (seeds, or (task, seed)
+    pairs) with its percentile-bootstrap CI (:func:`bootstrap_ci`).
+
+    Returns:
+        ``diff``, ``lo``, ``hi`` and the counts ``wins`` (#keys with a > b) and ``n``
+        (#common keys); ``lo`` = ``hi`` = NaN when fewer than 2 keys are common.
+    """
+    keys = sorted(set(a) & set(b))
+    d = np.asarray([a[k] - b[k] for k in keys], dtype=float)
+    if d.size < 2:
+        mean, lo, hi = (float(d.mean()) if d.size else float("nan")), float("nan"), float("nan")
+    else:
+        mean, lo, hi = bootstrap_ci(d, "mean", reps, alpha, seed)
+    return {"diff": mean, "lo": lo, "hi": hi, "wins": int((d > 0).sum()), "n": int(d.size)}
+
 # PAPER: probability of improvement -----------------------------------------------------------
 def _poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(X > Y) for batched arrays x (..., Rx, T), y (..., Ry, T) -> (...)."""

@@ -180,3 +180,16 @@ def test_difference_ci() -> None:
     assert iv.hi < 0
     with pytest.raises(ValueError, match="at least 2"):
         rl.difference_ci([0.8], [0.7, 0.8])
+
+
+def test_paired_difference_over_common_keys_with_nan_ci_below_two_pairs():
+    from tasks.methods.rliable import paired_difference
+
+    a = {("digits", 0): 0.9, ("digits", 1): 0.8, ("mnist1d", 0): 0.5, "only_a": 1.0}
+    b = {("digits", 0): 0.7, ("digits", 1): 0.9, ("mnist1d", 0): 0.2}
+    c = paired_difference(a, b, reps=500)
+    assert c["n"] == 3 and c["wins"] == 2
+    assert c["diff"] == pytest.approx((0.2 - 0.1 + 0.3) / 3)
+    assert c["lo"] <= c["diff"] <= c["hi"]
+    one = paired_difference({0: 2.0}, {0: 0.5})
+    assert one["diff"] == 1.5 and one["n"] == 1 and np.isnan(one["lo"]) and np.isnan(one["hi"])
