@@ -163,7 +163,7 @@ def report_outputs(rep: Report) -> dict[str, Any]:
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:75em;margin:1.5em auto;padding:0 1em;line-height:1.4}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .5em;"
-    "vertical-align:top;overflow-wrap:anywhere}th{background:#f4f4f4}"
+    "vertical-align:top;overflow-wrap:break-word}th{background:#f4f4f4}"
     ".scroll{max-width:100%;overflow-x:auto}"  # a wide table scrolls inside its box, never the page
     "img{max-width:100%;height:auto}code{font-size:90%;overflow-wrap:anywhere}"
     ".banner{border:1px solid #9ab;border-left:6px solid #36c;background:#eef4fb;margin:0 0 1em;"

@@ -285,6 +285,8 @@ def split_curves(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[t
 
 
 def _slug(text: str, words: int = 6) -> str:
+    """``"Our check (not a claim...): KD recovery leaks less"`` -> ``kd_recovery_leaks_less``."""
+    text = re.sub(r"^[^:]*\([^)]*\)\s*:", "", text)  # a "(not a claim of the paper):" preamble
     return "_".join(re.findall(r"[a-z0-9]+", text.lower())[:words]) or "claim"
 
 

@@ -255,3 +255,9 @@ def test_a_file_that_is_not_a_database_is_refused_naming_it(tmp_path) -> None:
     db.write_bytes(b"garbage, not sqlite" * 100)
     with pytest.raises(tracking.StoreError, match=f"{db}.*not a readable SQLite database"):
         tracking.ensure_store(f"sqlite:///{db}")
+
+
+def test_claim_slugs_skip_the_our_check_preamble() -> None:
+    assert tracking._slug("Our check (not a claim of the paper): KD recovery leaks less membership") \
+        == "kd_recovery_leaks_less_membership"
+    assert tracking._slug("N:M pruning keeps accuracy: at 50%") == "n_m_pruning_keeps_accuracy_at"
