@@ -175,6 +175,13 @@ def _create_sqlite_store(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _wait_until_quiet(path: Path, quiet: float = 5.0, limit: float = 60.0) -> None:
+    """Wait until ``path`` has not changed for ``quiet`` seconds (at most ``limit``)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and time.time() - path.stat().st_mtime < quiet:
+        time.sleep(0.5)
+
+
 def ensure_store(uri: str | None = None) -> None:
     """Make the sqlite store at ``uri`` usable before MLflow opens it (no-op for other URIs).
 
@@ -189,13 +196,18 @@ def ensure_store(uri: str | None = None) -> None:
     path = sqlite_path(uri or tracking_uri())
     if path is None:
         return
-    if path.is_file() and path.stat().st_size == 0:
-        path.unlink(missing_ok=True)  # sqlite's empty placeholder: nothing to lose
     if not path.exists():
         _create_sqlite_store(path)
         return
-    rev, runs = _inspect_sqlite(path)
     head = schema_head()
+    if path.stat().st_size and _inspect_sqlite(path)[0] == head:
+        return
+    _wait_until_quiet(path)  # another tool (e.g. the MLflow UI server) may be creating it right now
+    if path.stat().st_size == 0:
+        path.unlink(missing_ok=True)  # sqlite's empty placeholder: nothing to lose
+        _create_sqlite_store(path)
+        return
+    rev, runs = _inspect_sqlite(path)
     if rev == head:
         return
     if runs == 0:

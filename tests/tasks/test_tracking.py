@@ -213,6 +213,7 @@ def test_kill_during_creation_half_migrates_a_plain_store_and_ensure_store_recov
     assert con.execute("select version_num from alembic_version").fetchone()[0] != tracking.schema_head()
     assert con.execute("select name from sqlite_master where name = 'secrets'").fetchone()  # the trap
     con.close()
+    os.utime(db, (1e9, 1e9))  # a file nobody writes any more (ensure_store waits for a busy one)
     from mlflow.tracking import MlflowClient
 
     shutil.copy(db, tmp_path / "copy.db")
@@ -243,6 +244,7 @@ def test_a_half_migrated_store_holding_runs_is_refused_naming_the_file(store) ->
     con.execute("update alembic_version set version_num = 'bf29a5ff90ea'")
     con.commit()
     con.close()
+    os.utime(store, (1e9, 1e9))
     with pytest.raises(tracking.StoreError) as err:
         tracking.ensure_store()
     msg = str(err.value)
@@ -253,6 +255,7 @@ def test_a_half_migrated_store_holding_runs_is_refused_naming_the_file(store) ->
 def test_a_file_that_is_not_a_database_is_refused_naming_it(tmp_path) -> None:
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"garbage, not sqlite" * 100)
+    os.utime(db, (1e9, 1e9))
     with pytest.raises(tracking.StoreError, match=f"{db}.*not a readable SQLite database"):
         tracking.ensure_store(f"sqlite:///{db}")
 
