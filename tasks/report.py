@@ -494,8 +494,8 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
         p = papers[name]
         title = f"{p.title} (arXiv:{p.arxiv})" if getattr(p, "arxiv", "") else p.title
         pub = _published(root / name)
-        runs = [(d, _published(d)) for d in sorted((root / name / "runs").glob("*"))] \
-            if (root / name / "runs").is_dir() else []
+        runs = [(d, _published(d)) for d in sorted((root / name / "runs").glob("*"))
+                if not d.name.startswith(".")]  # not a staging or replaced folder
         if pub is not None and not is_official(pub["profile"], pub["overrides"]):
             runs.insert(0, (root / name, pub))  # published by older code: shown, not as the verdict
             pub = None

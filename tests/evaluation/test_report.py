@@ -169,10 +169,13 @@ def test_smoke_and_override_runs_never_replace_the_published_verdicts(tmp_path) 
     assert "| full | 2026-12-01 10:00 UTC |" in main and "smoke" not in main and "2026-12-03" not in main
     assert "| `toy` | smoke | none | 2026-12-02 10:00 UTC | 1 | 0 | 1 |" in others
     assert "[report](toy/runs/smoke/report.md)" in others and '`{"prune": {"patterns": ["2:4"]}}`' in others
-    # republishing the full run keeps the other runs' folders
+    # republishing the full run keeps the other runs' folders; a new smoke run replaces the old one
     publish(src, root, "toy", _lineage(date="2026-12-04 10:00 UTC"), STAGES, PAPERS)
+    publish(src, root, "toy", _lineage("smoke", date="2026-12-05 10:00 UTC"), STAGES, PAPERS)
     assert smoke.is_file() and over.is_file()
-    assert "2026-12-04" in (root / "index.md").read_text().split("## Other runs")[0]
+    main, others = (root / "index.md").read_text().split("## Other runs")
+    assert "2026-12-04" in main
+    assert others.count("| `toy` | smoke |") == 1 and "2026-12-05" in others
 
 
 def test_a_smoke_report_published_by_older_code_is_not_shown_as_the_verdict(tmp_path) -> None:
