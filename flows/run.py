@@ -9,11 +9,13 @@
   output is recomputed rather than served from a stale cache record.
 * Results persist as JSON (no pickle) under ``$REPROLAB_HOME/prefect-results``.
 * Transient failures retry; bad input (:class:`tasks.errors.ReprolabError`) fails at once.
-* MLflow: one parent run per flow run, one nested run per stage (cached stages too, tagged).
+* MLflow: one parent run per flow run (headline metrics, verdict counts, Prefect flow-run id,
+  overrides), one nested run per stage (cached stages too, linked to the run that computed them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -35,7 +37,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from tasks import artifacts, tracking  # noqa: E402
 from tasks.errors import ReprolabError  # noqa: E402
 from tasks.params import load_all  # noqa: E402
-from tasks.report import publish, write_index  # noqa: E402
+from tasks.report import publish  # noqa: E402
 from tasks.stage import (  # noqa: E402
     Paper,
     StageResult,
@@ -101,12 +103,14 @@ def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str,
 
 
 def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[str, str]) -> Path | None:
-    """Publish the paper's ``report`` stage output to ``reports/<paper>/`` with a lineage section,
-    and rebuild ``reports/index.md``/``.html`` (:func:`tasks.report.publish`, :func:`write_index`).
+    """Publish the paper's ``report`` stage output with a banner and lineage section, and
+    rebuild ``reports/index.md``/``.html``, as one unit (:func:`tasks.report.publish`).
 
+    The full profile without overrides goes to ``reports/<paper>/`` (the paper's verdicts);
+    smoke and override runs go to ``reports/<paper>/runs/<label>/`` and never replace them.
     The report in the store stays a pure function of the stage inputs (so it caches); the
-    published copy adds what ran: commit, params hash, stage keys, input hashes, MLflow run.
-    The published directory is the "latest" view; every version stays in the store and MLflow.
+    published copy adds what ran: profile, overrides, date, commit, params hash, stage keys,
+    input hashes, MLflow run. Every version stays in the store and MLflow.
     """
     from flows.papers import discover
 
@@ -115,9 +119,7 @@ def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[
         return None
     stages = [{"stage": name, "key": r.key, "reused": r.reused, "seconds": r.seconds,
                "outputs": {k: v["sha256"] for k, v in r.outputs.items()}} for name, r in results.items()]
-    path = publish(rep.path("report").parent, reports_root() / paper.name, paper.name, lineage, stages)
-    write_index(reports_root(), discover())
-    return path
+    return publish(rep.path("report").parent, reports_root(), paper.name, lineage, stages, discover())
 
 
 def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
     params = all_params[paper.name]
     params_json = params.model_dump(mode="json")
     tracker = tracking.Tracker(paper.name, profile, "prefect")
-    parent = tracker.start(params)
+    parent = tracker.start(params, overrides=overrides)
     results: dict[str, StageResult] = {}
     summary: dict[str, Any] = {"paper": paper.name, "profile": profile, "mlflow_run_id": parent, "stages": {}}
     try:
@@ -151,6 +153,8 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
         lineage = {
             **tracking.git_state(),
             "profile": profile,
+            "overrides": json.dumps(overrides, sort_keys=True) if overrides else "",
+            "published": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "params_hash": params_hash_of(params),
             "mlflow_tracking_uri": tracking.tracking_uri() if tracker.on else "disabled",
             "mlflow_parent_run": parent or "disabled",
@@ -161,15 +165,25 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
         report = publish_report(paper, results, lineage)
         if report is not None:
             summary["report"] = str(report)
-            tracker.log_parent_artifact(report, "report")
-            tracker.log_parent_artifact(report.with_suffix(".html"), "report")
+            for name in ("report.md", "report.html"):  # the HTML is self-contained (plots inlined)
+                tracker.log_parent_artifact(report.with_name(name), "report")
             for png in report.parent.glob("*.png"):
                 tracker.log_parent_artifact(png, "report")
             tracker.set_parent_tags({"reprolab.report": str(report)})
+        computed = sum(not (v["cached"] or v["reused"]) for v in summary["stages"].values())
         summary["seconds"] = round(time.perf_counter() - t0, 2)
+        claims = results["report"].outputs.get("claims") if "report" in results else None
+        tracker.log_headline(
+            artifacts.read(claims["path"]) if claims else {},
+            {"pipeline.stages_computed": computed, "pipeline.stages_reused": len(summary["stages"]) - computed,
+             "pipeline.seconds": summary["seconds"]},
+        )
         tracker.finish("FINISHED")
-    except BaseException:
-        tracker.finish("FAILED")
+    except KeyboardInterrupt:
+        tracker.finish("KILLED", "interrupted (Ctrl-C); finished stages are kept in the store")
+        raise
+    except BaseException as e:
+        tracker.finish("FAILED", f"{type(e).__name__}: {e}"[:500])
         raise
     return summary
 

@@ -15,6 +15,10 @@ extension           in memory                                   on disk
 Every write goes to a temporary file in the destination directory and is moved into
 place with ``os.replace``, so a reader never sees a half-written file and a crash
 leaves at most a stray ``.tmp`` file. No pickle anywhere.
+
+File modes follow the umask like a plain ``open()`` would (``0644`` under the usual ``022``):
+``tempfile.mkstemp`` creates ``0600`` files, so :func:`atomic_path` sets the mode before the
+rename. ``REPROLAB_UMASK`` (octal, e.g. ``077``) overrides the process umask for these files.
 """
 
 from __future__ import annotations
@@ -54,13 +58,46 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _process_umask() -> int:
+    """The process umask, read without changing it (``/proc``), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # NOTE: os.umask can only be read by setting it; the window is a few instructions.
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """Mode of a file written here: ``0o666`` minus ``REPROLAB_UMASK`` (octal) or the process umask."""
+    raw = os.environ.get("REPROLAB_UMASK", "").strip()
+    if raw:
+        try:
+            mask = int(raw, 8)
+        except ValueError:
+            raise ArtifactError(f"REPROLAB_UMASK={raw!r} is not an octal umask such as 022 or 077") from None
+        if not 0 <= mask <= 0o777:
+            raise ArtifactError(f"REPROLAB_UMASK={raw!r} is outside 000..777")
+    else:
+        mask = _process_umask()
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success move it onto ``path``, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, mode)  # mkstemp creates 0600; readers (lab mates, a web server) need the umask's mode
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -11,6 +11,9 @@ Two questions, answered from the evaluation artifacts of each run:
    reverse. NFR = negative flips / matched items (Yan et al. 2021, "Positive-congruent
    training"; the churn/NFR definitions in ../shared/research/anchors_audit_eval.md §3.4).
 
+A run is named as users know it: an MLflow run id, a Prefect flow-run name, ``<paper>@latest``
+/ ``<paper>@previous``, or a directory (:func:`resolve_run`).
+
 Inputs are the tables the evaluate stages write:
     results: one row per (model, seed) with string key columns (``model``, ``stage``, ...),
         an int ``seed`` column and float metric columns (``acc``, ``loss``, ...).
@@ -20,6 +23,7 @@ Inputs are the tables the evaluate stages write:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,11 +248,18 @@ def compare_runs(
 
 
 # PLATFORM: the command line (`python -m tasks compare RUN_A RUN_B`) --------------------------
+RUN_SPEC_HELP = ("a run: an MLflow run id, a Prefect flow-run name or id, <paper>@latest / "
+                 "<paper>@previous (the last finished runs of a paper), or a directory "
+                 "(e.g. artifacts/<paper> after dvc repro, or a copy of one)")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_PAPER_AT = re.compile(r"^(?P<paper>[A-Za-z0-9_]+)@(?P<which>latest|previous|\d+)$")
+
+
 def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
     """Relative directories holding ``results_name`` in both runs (e.g. ``evaluate_digits``).
 
-    A run is any directory: ``artifacts/<paper>`` (DVC), a stage directory, or a copy of
-    either kept from a previous night.
+    A run directory is ``artifacts/<paper>`` (DVC), a stage directory, a copy of either, or
+    the directory :func:`materialise_run` fills from an MLflow run.
     """
     for run in (run_a, run_b):
         if not run.is_dir():
@@ -263,6 +274,115 @@ def find_pairs(run_a: Path, run_b: Path, results_name: str) -> list[str]:
         raise ReprolabError(f"no {results_name} at the same relative path in both runs: "
                          f"{run_a} has {sorted(in_a) or 'none'}, {run_b} has {sorted(in_b) or 'none'}")
     return common
+
+
+def _mlflow_client(spec: str = ""):
+    from tasks import tracking
+
+    what = f"run {spec!r} not found: not a directory, and " if spec else ""
+    if not tracking.enabled():
+        raise ReprolabError(f"{what}MLflow tracking is off (REPROLAB_MLFLOW=0) to look runs up in")
+    db = tracking.sqlite_path(tracking.tracking_uri())
+    if db is not None and not db.is_file():
+        raise ReprolabError(f"{what}there is no MLflow store at {db} to look it up in (no pipeline ran here yet)")
+    tracking.ensure_store()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking.tracking_uri())
+
+
+def find_mlflow_run(spec: str, client=None):
+    """The MLflow run ``spec`` names: a run id, a Prefect flow-run name or id (the parent run's
+    ``reprolab.prefect.flow_run_name``/``_id`` tags), or ``<paper>@latest|previous|N`` (the N-th
+    most recent finished parent run of that paper). ``ReprolabError`` saying what was tried."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or _mlflow_client(spec)
+    if _RUN_ID.match(spec):
+        try:
+            return client.get_run(spec)
+        except MlflowException:
+            pass
+    m = _PAPER_AT.match(spec)
+    if m:
+        exp = client.get_experiment_by_name(f"reprolab/{m['paper']}")
+        runs = [] if exp is None else client.search_runs(
+            [exp.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+            max_results=500)
+        parents = [r for r in runs if "reprolab.stage" not in r.data.tags]
+        which = m["which"]
+        n = {"latest": 0, "previous": 1}[which] if which in ("latest", "previous") else int(which)
+        if n >= len(parents):
+            raise ReprolabError(f"run {spec!r}: {m['paper']} has {len(parents)} finished run(s) in MLflow")
+        return parents[n]
+    exps = client.search_experiments(filter_string="name LIKE 'reprolab/%'")
+    if exps and "'" not in spec:
+        for tag in ("reprolab.prefect.flow_run_name", "reprolab.prefect.flow_run_id"):
+            runs = client.search_runs([e.experiment_id for e in exps], f"tags.`{tag}` = '{spec}'",
+                                      order_by=["attributes.start_time DESC"], max_results=2)
+            if runs:
+                return runs[0]
+    raise ReprolabError(f"run {spec!r} not found: not a directory, not an MLflow run id, not "
+                        "<paper>@latest/@previous, and no MLflow run of a Prefect flow run with that name or id")
+
+
+def materialise_run(run, dest: Path, names: Sequence[str], client=None) -> Path:
+    """Copy the evaluation files (``names``) of an MLflow run's stages into ``dest/<stage>/``.
+
+    Each stage run points at its store directory (``reprolab.paper``/``stage``/``stage_key``),
+    used when its manifest still verifies; otherwise the files come from the MLflow artifacts
+    of the run that computed the stage. A stage run alone stands for itself; a parent run for
+    all of its stages.
+    """
+    import shutil
+
+    from tasks.stage import _verify_manifest, store_root
+
+    client = client or _mlflow_client()
+    tags = run.data.tags
+    stages = [run] if "reprolab.stage" in tags else client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'", max_results=1000)
+    found = 0
+    for st in stages:
+        t = st.data.tags
+        if not all(k in t for k in ("reprolab.paper", "reprolab.stage", "reprolab.stage_key")):
+            continue
+        out = dest / t["reprolab.stage"]
+        store = store_root() / t["reprolab.paper"] / t["reprolab.stage"] / t["reprolab.stage_key"][:24]
+        if _verify_manifest(store) is not None:
+            for name in names:
+                if (store / name).is_file():
+                    out.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(store / name, out / name)
+                    found += name == names[0]
+            continue
+        origin = st.info.run_id if t.get("reprolab.cached") == "false" else t.get("reprolab.computed_by_run")
+        if not origin:
+            continue
+        logged = {Path(a.path).name for a in client.list_artifacts(origin, "outputs")}
+        for name in names:
+            if name in logged:
+                out.mkdir(parents=True, exist_ok=True)
+                got = Path(client.download_artifacts(origin, f"outputs/{name}", str(out)))
+                if got != out / name:
+                    shutil.move(str(got), out / name)
+                found += name == names[0]
+    if not found:
+        raise ReprolabError(f"MLflow run {run.info.run_id} ({run.info.run_name}) has no stage with "
+                            f"{names[0]}, neither in the store ({store_root()}) nor in MLflow's artifacts")
+    return dest
+
+
+def resolve_run(spec: str, workdir: Path, names: Sequence[str]) -> tuple[str, Path]:
+    """``(label, directory)`` of a run given as a directory or as :func:`find_mlflow_run` accepts."""
+    path = Path(spec)
+    if path.is_dir():
+        return spec, path
+    if "/" in spec or path.exists():
+        raise ReprolabError(f"run directory not found: {spec}")
+    run = find_mlflow_run(spec)
+    label = f"{run.info.run_name} ({run.info.run_id[:12]})"
+    return label, materialise_run(run, workdir / run.info.run_id, names)
 
 
 def compare_dirs(
@@ -292,8 +412,8 @@ def add_cli(subparsers) -> None:
         "compare", help="compare two runs: metrics that moved beyond their CI, items that flipped",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("run_a", type=Path, help="the earlier run (e.g. a copy of artifacts/<paper>)")
-    p.add_argument("run_b", type=Path, help="the later run")
+    p.add_argument("run_a", help=f"the earlier run: {RUN_SPEC_HELP}")
+    p.add_argument("run_b", help="the later run (same forms)")
     p.add_argument("--results", default="results.parquet", help="per-(model, seed) metrics file name")
     p.add_argument("--predictions", default="predictions.parquet", help="item-level predictions file name")
     p.add_argument("--metrics", help="comma-separated metric columns (default: every float column)")
@@ -306,11 +426,17 @@ def add_cli(subparsers) -> None:
 
 def cli(args) -> int:
     """Run the comparison, print markdown, optionally write it; return the exit status."""
+    import tempfile
+
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    results = compare_dirs(args.run_a, args.run_b, args.results, args.predictions, args.reps, metrics)
+    with tempfile.TemporaryDirectory(prefix="reprolab-compare-") as work:
+        names = (args.results, args.predictions)
+        (label_a, dir_a), (label_b, dir_b) = (resolve_run(str(r), Path(work), names)
+                                              for r in (args.run_a, args.run_b))
+        results = compare_dirs(dir_a, dir_b, args.results, args.predictions, args.reps, metrics)
     parts = []
     for rel, res in results.items():
-        md = res.to_markdown(f"{args.run_a}", f"{args.run_b}")
+        md = res.to_markdown(label_a, label_b)
         parts.append(md.replace("# Run comparison:", f"# Run comparison [{rel}]:", 1))
     text = "\n".join(parts)
     print(text, end="")

@@ -68,3 +68,26 @@ def test_flat_metrics_keeps_finite_numbers_only():
     flat = artifacts.flat_metrics({"a": {"b": 1, "c": [2.5, float("inf")]}, "s": "x", "t": True})
     assert flat == {"a.b": 1.0, "a.c.0": 2.5}
     json.dumps(flat)
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    monkeypatch.delenv("REPROLAB_UMASK", raising=False)
+    old = os.umask(0o022)
+    try:
+        artifacts.write(tmp_path / "a" / "m.json", {"x": 1})
+        artifacts.atomic_write_bytes(tmp_path / "b.png", b"\x89PNG")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a" / "m.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "b.png").stat().st_mode) == 0o644
+    monkeypatch.setenv("REPROLAB_UMASK", "077")
+    artifacts.write(tmp_path / "private.md", "secret")
+    assert stat.S_IMODE((tmp_path / "private.md").stat().st_mode) == 0o600
+    monkeypatch.setenv("REPROLAB_UMASK", "rw-r--r--")
+    with pytest.raises(ArtifactError, match="REPROLAB_UMASK"):
+        artifacts.write(tmp_path / "x.md", "x")
+    assert not (tmp_path / "x.md").exists()
