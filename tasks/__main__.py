@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dvc-yaml", help="generate dvc.yaml from the stage declarations")
     d.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date")
     d.set_defaults(fn=cmd_dvc_yaml)
-    from tasks.compare import add_cli as add_compare_cli
+    from tasks.evaluation.compare import add_cli as add_compare_cli
 
     add_compare_cli(sub)  # python -m tasks compare RUN_A RUN_B (docs/evaluation.md)
     args = ap.parse_args(argv)

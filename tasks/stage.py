@@ -30,7 +30,10 @@ from tasks.errors import ArtifactError, ReprolabError
 from tasks.params import ROOT, get_path, params_hash
 
 Schema = pa.Schema | Callable[[pa.Table, str], None]
-CODE_DIRS = ("tasks", "models", "kernels")
+# The shared layers every stage's code hash and dvc.yaml deps cover; a paper's own modules
+# (PAPER_DIRS/<paper>.py or PAPER_DIRS/<paper>/) are added per paper (see code_paths).
+SHARED_CODE = ("tasks", "models", "kernels")
+PAPER_DIRS = ("tasks/papers", "flows/papers")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ class Paper:
         arxiv: arXiv id of the seed paper ("" if none).
         params_model: pydantic model of the paper's params section.
         stages: stages in a valid execution order.
-        module: source file of the paper module (part of every stage's code hash).
+        module: source file of the paper's declaration, ``flows/papers/<name>.py`` (part of
+            every stage's code hash, with ``tasks/papers/<name>.py``: see :func:`code_paths`).
         claims: one line per claim from the abstract (the report verdicts refer to them).
     """
 
@@ -157,17 +161,58 @@ def registered_papers() -> dict[str, Paper]:
 # ----------------------------------------------------------------------------------------
 
 
+def _shared_entries(root: Path) -> list[Path]:
+    """The shared layers: ``SHARED_CODE`` without the per-paper folders, as top-level entries
+    (``tasks/train.py``, ``tasks/evaluation``, ..., ``tasks/papers/__init__.py``, ``models``)."""
+    own = {root / d for d in PAPER_DIRS}
+    out: list[Path] = []
+    for d in SHARED_CODE:
+        top = root / d
+        if not any(o.is_relative_to(top) for o in own):
+            out.append(top)
+            continue
+        for child in sorted(top.iterdir()):
+            if child.name == "__pycache__" or (child.is_file() and child.suffix != ".py"):
+                continue
+            if child in own:
+                out += [p for p in [child / "__init__.py"] if p.exists()]
+            elif not any(o.is_relative_to(child) for o in own):
+                out.append(child)
+    return out
+
+
+def code_paths(paper: Paper, root: Path = ROOT) -> list[Path]:
+    """The source a paper's stages depend on: the shared layers plus that paper's own modules.
+
+    Shared: ``tasks/`` (except ``tasks/papers/``), ``models/``, ``kernels/``. Own:
+    ``tasks/papers/<paper>.py`` (or a ``tasks/papers/<paper>/`` package) and the declaration
+    ``paper.module`` (``flows/papers/<paper>.py``). The layer rule (``tests/test_layers.py``)
+    makes this safe: no shared module imports a paper module, and no paper imports another, so
+    editing one paper's module changes only that paper's stage keys and ``dvc.yaml`` deps.
+    """
+    own = [root / d / f"{paper.name}{ext}" for d in PAPER_DIRS for ext in (".py", "")]
+    paths = [*_shared_entries(root), *(p for p in own if p.exists())]
+    if paper.module:
+        paths.append(Path(paper.module).resolve())
+    return list(dict.fromkeys(paths))
+
+
+def _py_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        files += [p] if p.is_file() else sorted(f for f in p.rglob("*.py") if "__pycache__" not in f.parts)
+    return sorted(set(files))
+
+
 @cache
-def code_digest(extra: tuple[str, ...] = ()) -> str:
-    """SHA-256 over the source of ``tasks/``, ``models/``, ``kernels/`` and ``extra`` files.
+def code_digest(paths: tuple[Path, ...]) -> str:
+    """SHA-256 over the source files under ``paths`` (files, or folders searched for ``*.py``).
 
     NOTE: Prefect's ``TASK_SOURCE`` hashes only the task's own lines, not the helpers it
-    calls; hashing the packages catches a change anywhere in the compute path.
+    calls; hashing the layers catches a change anywhere in the compute path.
     """
     h = hashlib.sha256()
-    files = sorted(p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py") if "__pycache__" not in p.parts)
-    files += [Path(e) for e in extra if e]
-    for p in files:
+    for p in _py_files(paths):
         h.update(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -185,7 +230,7 @@ def stage_key(paper: Paper, stage: Stage, params: BaseModel, input_paths: Mappin
         "version": stage.version,
         "params": stage.params_digest(params),
         "inputs": input_digests(input_paths),
-        "code": code_digest((paper.module,)),
+        "code": code_digest(tuple(code_paths(paper))),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

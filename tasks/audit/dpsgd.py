@@ -9,7 +9,7 @@ Canary audit (Steinke, Nasr, Jagielski 2023, Sec. 6): m canaries are held-out ex
 with a wrong label ("mislabelled" canaries, the strongest natural ones in Privacy Meter's
 DP-audit table); each is inserted into the training set independently with probability
 1/2, the model is trained **once**, and the auditor scores every canary by the model's
-log-probability of its (wrong) label. :func:`tasks.methods.dp_audit.eps_one_run` turns
+log-probability of its (wrong) label. :func:`tasks.audit.dp.eps_one_run` turns
 scores + inclusion bits into an epsilon lower bound, to compare with the accountant.
 
 Many-run canary audit (Jagielski, Ullman, Oprea 2020, "How Private is Private SGD?";
@@ -17,7 +17,7 @@ Nasr et al. 2021, "Adversary Instantiation", the black-box final-model threat mo
 mislabelled canary c; R models train on D ("out") and R on D + {c} ("in") with the same
 mechanism (same noise multiplier, sample rate, steps) and independent seeds; each model
 scores c by the log-probability of its wrong label. The 2R scores are i.i.d. draws from
-M(D) and M(D + c), which :func:`tasks.methods.dp_audit.eps_many_run` turns into epsilon
+M(D) and M(D + c), which :func:`tasks.audit.dp.eps_many_run` turns into epsilon
 lower bounds (Clopper-Pearson and the GDP route).
 
 Assumption: one canary rather than k poisons (no group-privacy division by k), chosen in
@@ -40,9 +40,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from models import ModelSpec, build_model
+from tasks.audit.mia import auc, true_label_logprob
 from tasks.data_prep import make_table, num_features, table_to_tensors
-from tasks.methods import dp_audit
-from tasks.methods.mia import true_label_logprob
+from tasks.audit import dp as dp_audit
 from tasks.train import accuracy_and_loss
 
 
@@ -160,7 +160,6 @@ def canary_audit(
         (and its guesses), the canary AUC, training info, and ``test_acc`` when ``test``
         is given.
     """
-    from tasks.methods.mia import auc
 
     canaries, included = make_canaries(canary_pool, m, n_classes, params.seed)
     train_plus = pa.concat_tables([train, canaries.filter(pa.array(included))])

@@ -31,7 +31,7 @@ balanced accuracy ``max_t 1 - (fpr + 1 - tpr) / 2`` (LiRA's ``do_plot``), strati
 bootstrap percentile CIs for the AUC.
 
 Assumption: the statistics helpers (bootstrap CIs) live here until the evaluation stage
-(issue #4, ``tasks/methods/rliable.py``) lands on main; then they should move there.
+(issue #4, ``tasks/evaluation/rliable.py``) lands on main; then they should move there.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Every statistic is oriented so that **higher = machine-generated = member**:
   log X-PPL = mean_t -sum_v M1(v | x_<t) log M2(v | x_<t) (performer M2); score = -B.
   Assumption: the paper's version (PPL under the observer), not the released code's
   (performer; Binoculars issue #27). Observer = the audited LM, performer = the other LM.
-* ``min_k`` (Shi et al. 2024), ``zlib`` (Carlini et al. 2021): from :mod:`tasks.methods.mia`.
+* ``min_k`` (Shi et al. 2024), ``zlib`` (Carlini et al. 2021): from :mod:`tasks.audit.mia`.
 * ``min_k_pp`` (Zhang et al. 2025, Min-K%++): z_t = (log p(x_t) - mu_t) / sigma_t, mean of
   the lowest 20 % of z_t (the per-token term of Fast-DetectGPT, see anchors sec. 2.4).
 * ``reference`` (Carlini et al. 2021 / MINT "Reference"): log-likelihood under the target
@@ -47,7 +47,8 @@ from scipy import stats
 from torch.nn import functional as F
 
 from models.charlm import ALPHABET, CharLM, CharLMSpec, decode, encode
-from tasks.methods import mia
+from tasks.audit import mia
+from tasks.train import torch_threads
 
 STDLIB_MODULES = (
     "argparse", "bisect", "collections", "csv", "datetime", "functools", "heapq", "itertools",
@@ -289,7 +290,6 @@ def text_detection_audit(params: TextDetectParams, *, corpus: list[str] | None =
         raise ValueError(f"prompt_len {p.prompt_len} must be < passage_len {p.passage_len}")
     cuts = np.cumsum([p.n_members, p.n_nonmembers, p.n_human, p.n_human, p.n_reference])
     members, nonmembers, human, prompts_src, reference = np.split(np.array(corpus, dtype=object), cuts)[:5]
-    from tasks.train import torch_threads
 
     timing = {}
     with torch_threads(1):

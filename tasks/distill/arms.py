@@ -1,28 +1,25 @@
-"""Shared pieces of the distillation paper pipelines: arms and the arm-comparison tables.
+"""Shared pieces of the distillation paper pipelines: arms, their stage core and stage lists.
 
 A distillation paper compares *arms* (students trained with different losses) on the same
 data, teacher(s), student size, seeds and budget. ``params.yaml`` gives one ``distill``
 section (:class:`DistillSetup`, what every arm shares) and an ``arms`` mapping
 (:class:`Arm`, what differs); each arm is one stage whose core is :func:`distill_arm`.
 
-Reports compare arms on per-seed metrics with 95 % bootstrap CIs
-(:func:`tasks.methods.rliable.bootstrap_ci`). Comparisons between two arms are *paired* by
-seed (same seed = same init, data order and teacher), so the CI is that of the mean
-per-seed difference.
+Reports compare arms on per-seed metrics with 95 % bootstrap CIs through
+:mod:`tasks.evaluation.seeds` (``arm_table``, ``comparison_table``). Comparisons between two
+arms are *paired* by seed (same seed = same init, data order and teacher), so the CI is that
+of the mean per-seed difference.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Mapping
 
-import pyarrow as pa
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
-from tasks.distill import DistillParams, DistillSetup, distill
+from tasks.distill.distill import DistillParams, DistillSetup, distill
 from tasks.errors import ParamsError, ReprolabError
-from tasks.methods.rliable import bootstrap_ci, paired_difference
 from tasks.stage import Stage
 from tasks.train import TrainParams, train
 
@@ -71,81 +68,6 @@ def distill_arm(params: Mapping[str, BaseModel], **inputs: Any) -> dict[str, Any
 # --------------------------------------------------------------------------------------------
 # Comparisons
 # --------------------------------------------------------------------------------------------
-
-
-def per_seed(metrics: Mapping[str, Any], key: str = "test.acc") -> dict[int, float]:
-    """``{seed: value}`` of a dotted ``key`` from a distill/train metrics JSON."""
-    out = {}
-    for seed, m in metrics["seeds"].items():
-        cur: Any = m
-        for part in key.split("."):
-            if not isinstance(cur, Mapping) or part not in cur:
-                raise ReprolabError(f"metrics of seed {seed} have no {key!r}")
-            cur = cur[part]
-        out[int(seed)] = float(cur)
-    return out
-
-
-def mean_ci(values: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lo, hi): 95 % percentile-bootstrap CI of the mean over seeds."""
-    return bootstrap_ci(values, statistic="mean", reps=2000, alpha=0.05, seed=seed)
-
-
-def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:
-    """Mean per-seed difference ``a - b`` with its 95 % bootstrap CI; ``wins`` = #seeds with a > b."""
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        raise ReprolabError(f"paired comparison needs >= 2 common seeds, got {seeds}")
-    c = paired_difference(a, b)
-    return {**c, "wins": float(c["wins"]), "n": float(c["n"])}
-
-
-def direction(cmp: Mapping[str, float]) -> str:
-    """``a > b`` / ``a < b`` when the CI of ``a - b`` excludes 0, else ``no clear difference``.
-
-    Neutral on purpose: higher accuracy is better, a higher negative-flip rate is worse.
-    """
-    if cmp["lo"] > 0:
-        return "a > b"
-    if cmp["hi"] < 0:
-        return "a < b"
-    return "no clear difference"
-
-
-def arm_table(arm_values: Mapping[str, Mapping[int, float]], labels: Mapping[str, str] | None = None) -> pa.Table:
-    """One row per arm: mean and 95 % CI over seeds (``value`` in the metric's unit)."""
-    rows = []
-    for name, vals in arm_values.items():
-        v = [vals[s] for s in sorted(vals)]
-        mean, lo, hi = mean_ci(v)
-        rows.append(
-            {"arm": name, "what": (labels or {}).get(name, ""), "seeds": len(v), "mean": mean, "ci_lo": lo, "ci_hi": hi}
-        )
-    return pa.Table.from_pylist(rows)
-
-
-def comparison_table(pairs: Mapping[str, tuple[Mapping[int, float], Mapping[int, float]]]) -> pa.Table:
-    """One row per named paired comparison ``a - b``."""
-    rows = []
-    for name, (a, b) in pairs.items():
-        c = paired(a, b)
-        rows.append({"comparison": name, **c, "result": direction(c)})
-    return pa.Table.from_pylist(rows)
-
-
-def describe(cmp: Mapping[str, float], scale: float = 100.0, unit: str = "pts") -> str:
-    return (
-        f"{cmp['diff'] * scale:+.2f} {unit} [95% CI {cmp['lo'] * scale:+.2f}, {cmp['hi'] * scale:+.2f}], "
-        f"a > b on {int(cmp['wins'])}/{int(cmp['n'])} seeds"
-    )
-
-
-def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
-    """Flat ``{arm.mean: ...}`` numbers for metrics.json (MLflow logs them)."""
-    out = {}
-    for name, vals in arm_values.items():
-        out[f"{name}.mean"] = float(torch.tensor(list(vals.values())).mean())
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ The student is either a fresh model of ``params.student`` (a smaller dense netwo
 when ``student_weights`` is given, starts from those weights with every exact zero of a
 weight matrix held at zero (an N:M-pruned student: distillation as the recovery step after
 pruning). Training goes through :func:`tasks.train.fit` (Lightning Fabric, seeded, deterministic
-on CPU); the loss comes from the registry in :mod:`tasks.methods.kd`.
+on CPU); the loss comes from the registry in :mod:`tasks.distill.losses.kd`.
 
 Weights of several seeds are packed in one safetensors dict (:func:`tasks.train.pack_seeds`).
 """
@@ -18,11 +18,24 @@ import torch
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from models import ModelSpec, build_model
+from models import ModelSpec
 from tasks.data_prep import num_features
+from tasks.distill.losses import check_loss_params, get_loss
 from tasks.errors import ArtifactError, ParamsError, ReprolabError
-from tasks.methods.kd import check_loss_params, get_loss
-from tasks.train import OptimParams, accuracy_and_loss, fit, init_model, num_classes, pack_seeds, unpack_seeds
+from tasks.train import (
+    OptimParams,
+    accuracy_and_loss,
+    fit,
+    head_classes,
+    init_model,
+    load_model,
+    masks_from_zeros,
+    num_classes,
+    pack_seeds,
+    pick_seed,
+    select_group,
+    unpack_seeds,
+)
 
 
 class DistillSetup(OptimParams):
@@ -62,7 +75,7 @@ class DistillParams(DistillSetup):
     """Params of the ``distill`` core: the setup plus the loss.
 
     Attributes:
-        loss: registered loss name (:func:`tasks.methods.kd.registered_losses`).
+        loss: registered loss name (:func:`tasks.distill.losses.registered_losses`).
         loss_params: keyword arguments of that loss (checked against its signature).
     """
 
@@ -90,43 +103,6 @@ class DistillParams(DistillSetup):
 # --------------------------------------------------------------------------------------------
 # PLATFORM: loading teachers / students from packed weights
 # --------------------------------------------------------------------------------------------
-
-
-def head_classes(sd: dict[str, torch.Tensor], what: str) -> int:
-    """Number of classes of a state_dict = rows of its ``head.weight``."""
-    if "head.weight" not in sd:
-        raise ArtifactError(f"{what}: no 'head.weight' in the weights (keys: {sorted(sd)[:6]}...)")
-    return int(sd["head.weight"].shape[0])
-
-
-def load_model(spec: ModelSpec, sd: dict[str, torch.Tensor], in_features: int, n_classes: int, what: str) -> nn.Module:
-    model = build_model(spec, in_features, n_classes)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ArtifactError(f"{what}: weights do not fit {spec.arch} {spec.hidden}: {e}") from e
-    return model
-
-
-def pick_seed(per_seed: dict[int, dict], seed: int, what: str) -> dict[str, torch.Tensor]:
-    if seed not in per_seed:
-        raise ArtifactError(f"{what} has seeds {sorted(per_seed)}, but seed {seed} is needed")
-    return per_seed[seed]
-
-
-def select_variant(sd: dict[str, torch.Tensor], variant: str) -> dict[str, torch.Tensor]:
-    """The per-seed packed weights of one variant of a ``"<variant>/<seed>.<param>"`` dict."""
-    prefix = f"{variant}/"
-    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    if not out:
-        variants = sorted({k.split("/", 1)[0] for k in sd if "/" in k})
-        raise ArtifactError(f"student_weights has no variant {variant!r}; variants: {variants}")
-    return out
-
-
-def masks_from_zeros(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``{name: w != 0}`` for every weight matrix that has exact zeros (a pruning mask)."""
-    return {k: v != 0 for k, v in sd.items() if v.ndim == 2 and k.endswith("weight") and bool((v == 0).any())}
 
 
 def _teachers(params: DistillParams, teacher_weights, aux_teacher_weights, in_features: int, n_classes: int):
@@ -211,7 +187,7 @@ def distill(
     in_features = num_features(train)
     teachers_for = _teachers(params, teacher_weights, aux_teacher_weights, in_features, n_classes)
     if student_weights and params.student_variant is not None:
-        student_weights = select_variant(student_weights, params.student_variant)
+        student_weights = select_group(student_weights, params.student_variant, "student_weights")
     student_init = unpack_seeds(student_weights) if student_weights else None
     train_outputs = (lambda m, x: m.forward_heads(x)) if get_loss(params.loss).heads == 2 else None
 

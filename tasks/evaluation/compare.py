@@ -5,7 +5,7 @@ Two questions, answered from the evaluation artifacts of each run:
 1. Which metrics moved beyond their confidence interval? For every key (e.g. ``model``) and
    metric column, the per-seed values of run A and run B are bootstrapped independently and
    the 95 % CI of ``mean(B) - mean(A)`` is reported; a metric *moved* when that interval
-   excludes 0 (Agarwal et al. 2021's interval-estimate reading, `tasks.methods.rliable`).
+   excludes 0 (Agarwal et al. 2021's interval-estimate reading, `tasks.evaluation.rliable`).
 2. Which test items flipped? Joining item-level predictions on (key, seed, item id), a
    *negative flip* is an item run A got right and run B gets wrong; a positive flip the
    reverse. NFR = negative flips / matched items (Yan et al. 2021, "Positive-congruent
@@ -14,7 +14,7 @@ Two questions, answered from the evaluation artifacts of each run:
 Inputs are the tables the evaluate stages write:
     results: one row per (model, seed) with string key columns (``model``, ``stage``, ...),
         an int ``seed`` column and float metric columns (``acc``, ``loss``, ...).
-    predictions: ``tasks.evaluate.PREDICTIONS_SCHEMA``: ``model``, ``seed``, ``id``, ``label``,
+    predictions: ``tasks.train.PREDICTIONS_SCHEMA``: ``model``, ``seed``, ``id``, ``label``,
         ``pred``, ``correct`` (bool) [, ``p_true``].
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tasks.analysis import require_columns, values_by_key
+from tasks.evaluation.seeds import require_columns, values_by_key
 from tasks.errors import ReprolabError
-from tasks.methods.rliable import difference_ci
+from tasks.evaluation.rliable import difference_ci
 
 __all__ = ["CompareResult", "compare_metrics", "compare_predictions", "compare_runs"]
 
@@ -116,7 +116,7 @@ def compare_metrics(
         keys: columns identifying a model (default: every string column of ``a``).
         metrics: metric columns (default: every float column of ``a`` except keys/seed).
         seed_col: the seed column.
-        reps, alpha, seed: bootstrap settings (`tasks.methods.rliable.difference_ci`).
+        reps, alpha, seed: bootstrap settings (`tasks.evaluation.rliable.difference_ci`).
 
     Returns:
         Table with the key columns followed by ``METRICS_SCHEMA_TAIL``.

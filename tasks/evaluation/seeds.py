@@ -1,9 +1,12 @@
-"""Seed-aware statistics over evaluation tables, shared by every paper's report stage.
+"""Seed-aware statistics shared by every paper's report stage.
 
-Table-level wrappers around `tasks.methods.rliable` (Agarwal et al. 2021) and
-`tasks.methods.irt` (2PL item response theory), so a paper's report asks questions such as
+Table-level wrappers around `tasks.evaluation.rliable` (Agarwal et al. 2021) and
+`tasks.evaluation.irt` (2PL item response theory), so a paper's report asks questions such as
 "accuracy of each model with a 95 % CI over seeds", "IQM over seeds x datasets", "P(dense >
-pruned)" or "which test items separate these models" in one call.
+pruned)" or "which test items separate these models" in one call. This module is also the one
+owner of the steps every report repeats: the mean over seeds with its bootstrap CI
+(:func:`mean_ci`), the paired difference of two arms (:func:`paired`), its sentence
+(:func:`describe`) and its verdict (:func:`verdict`).
 
 Input tables (written by the evaluate stages):
     results: one row per (model, seed): string key columns (``model``, ...), int ``seed``,
@@ -14,23 +17,41 @@ Input tables (written by the evaluate stages):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from tasks.errors import ReprolabError
-from tasks.methods import rliable
-from tasks.methods.irt import IRTFit, fit_2pl, item_separation
+from tasks.evaluation import rliable
+from tasks.evaluation.irt import IRTFit, fit_2pl, item_separation
+from tasks.evaluation.rliable import bootstrap_ci, paired_difference
+
+if TYPE_CHECKING:
+    from tasks.report import Claim
 
 __all__ = [
     "aggregate_table",
+    "arm_table",
+    "ci_text",
+    "claims_metrics",
+    "comparison_table",
+    "describe",
+    "direction",
+    "interval_fields",
     "irt_tables",
+    "mean_ci",
+    "paired",
+    "per_seed",
     "plot_irt_items",
     "poi_table",
     "require_columns",
     "score_matrices",
     "seed_intervals",
+    "summary_metrics",
     "values_by_key",
+    "verdict",
 ]
 
 INTERVAL_TAIL = [("metric", pa.string()), ("n_seeds", pa.int64()), ("mean", pa.float64()),
@@ -76,10 +97,7 @@ def seed_intervals(
     for metric in metrics:
         for k, by_seed in sorted(values_by_key(results, keys, seed_col, metric).items(), key=str):
             values = [by_seed[s] for s in sorted(by_seed)]
-            if len(values) >= 2:
-                point, lo, hi = rliable.bootstrap_ci(values, "mean", reps, alpha, seed)
-            else:
-                point, lo, hi = float(values[0]), float("nan"), float("nan")
+            point, lo, hi = mean_ci(values, reps, alpha, seed)
             rows.append({**dict(zip(keys, k)), "metric": metric, "n_seeds": len(values),
                          "mean": point, "lo": lo, "hi": hi})
     schema = pa.schema([results.schema.field(k) for k in keys] + INTERVAL_TAIL)
@@ -151,7 +169,7 @@ def irt_tables(
 
     Every (model, seed) pair is one respondent. ``groups`` (name -> list of model names)
     adds one separation column per group, ``sep_<name>``: how well each item separates the
-    respondents of that group (`tasks.methods.irt.item_separation`).
+    respondents of that group (`tasks.evaluation.irt.item_separation`).
 
     Returns:
         (respondents, items, fit): respondents has ``model``, ``seed``, ``ability``,
@@ -243,3 +261,134 @@ def plot_irt_items(items_by_name: Mapping[str, pa.Table], separation: str | None
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------
+# One owner for each step every report repeats: the mean over seeds with its bootstrap CI,
+# the paired difference of two arms, the sentence that states it and the verdict it gives.
+# ---------------------------------------------------------------------------------------
+
+
+def mean_ci(values: Sequence[float], reps: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi): mean over seeds with its (1 - alpha) percentile-bootstrap CI.
+
+    Args:
+        values: (R,) per-seed values; with R = 1 the interval is (NaN, NaN).
+        reps, alpha, seed: bootstrap settings (:func:`tasks.evaluation.rliable.bootstrap_ci`).
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ReprolabError("mean_ci: no values")
+    if v.size < 2:
+        return float(v.mean()), float("nan"), float("nan")
+    return bootstrap_ci(v, "mean", reps, alpha, seed)
+
+
+def paired(
+    a: Mapping[Any, float], b: Mapping[Any, float], reps: int = 2000, alpha: float = 0.05, min_n: int = 2
+) -> dict[str, float]:
+    """Mean paired difference ``a[k] - b[k]`` over the common keys (seeds, or (dataset, seed)
+    pairs) with its (1 - alpha) bootstrap CI (:func:`tasks.evaluation.rliable.paired_difference`).
+
+    Returns:
+        ``diff``, ``lo``, ``hi``, ``wins`` (#keys with a > b) and ``n`` (#common keys).
+
+    Raises:
+        ReprolabError: fewer than ``min_n`` common keys (``min_n=0`` allows any number; the
+            interval is then NaN below 2 keys).
+    """
+    keys = sorted(set(a) & set(b))
+    if len(keys) < min_n:
+        raise ReprolabError(f"paired comparison needs >= {min_n} common seeds, got {keys}")
+    return paired_difference(a, b, reps, alpha)
+
+
+def direction(cmp: Mapping[str, float]) -> str:
+    """``a > b`` / ``a < b`` when the CI of ``a - b`` excludes 0, else ``no clear difference``.
+
+    Neutral on purpose: higher accuracy is better, a higher negative-flip rate is worse.
+    """
+    if cmp["lo"] > 0:
+        return "a > b"
+    if cmp["hi"] < 0:
+        return "a < b"
+    return "no clear difference"
+
+
+def verdict(cmp: Mapping[str, float], side: str, margin: float = 0.0) -> str:
+    """``reproduced`` when the whole CI of ``a - b`` lies on ``side`` (``">"`` or ``"<"``) of
+    ``margin``, else ``not reproduced`` (also when the CI is NaN: too few seeds to judge)."""
+    if side not in (">", "<"):
+        raise ValueError(f"verdict side must be '>' or '<', got {side!r}")
+    ok = cmp["lo"] > margin if side == ">" else cmp["hi"] < margin
+    return "reproduced" if ok else "not reproduced"
+
+
+def describe(
+    cmp: Mapping[str, float], scale: float = 100.0, unit: str = "pts", alpha: float = 0.05, over: str = "seeds"
+) -> str:
+    """The sentence of a paired difference: ``+1.23 pts [95% CI +0.40, +2.10], a > b on 4/5 seeds``."""
+    u = f" {unit}" if unit else ""
+    return (
+        f"{cmp['diff'] * scale:+.2f}{u} [{100 * (1 - alpha):.0f}% CI {cmp['lo'] * scale:+.2f}, "
+        f"{cmp['hi'] * scale:+.2f}], a > b on {int(cmp['wins'])}/{int(cmp['n'])} {over}"
+    )
+
+
+def interval_fields(cmp: Mapping[str, float], scale: float = 1.0, unit: str = "") -> dict[str, Any]:
+    """``value`` / ``lo`` / ``hi`` / ``unit`` keyword arguments of a ``Claim`` (no lo/hi when NaN)."""
+    if np.isnan(cmp["lo"]):
+        return {"value": cmp["diff"] * scale, "unit": unit}
+    return {"value": cmp["diff"] * scale, "lo": cmp["lo"] * scale, "hi": cmp["hi"] * scale, "unit": unit}
+
+
+def arm_table(arm_values: Mapping[str, Mapping[int, float]], labels: Mapping[str, str] | None = None) -> pa.Table:
+    """One row per arm: mean and 95 % CI over seeds (``value`` in the metric's unit)."""
+    rows = []
+    for name, vals in arm_values.items():
+        v = [vals[s] for s in sorted(vals)]
+        mean, lo, hi = mean_ci(v)
+        rows.append(
+            {"arm": name, "what": (labels or {}).get(name, ""), "seeds": len(v), "mean": mean, "ci_lo": lo, "ci_hi": hi}
+        )
+    return pa.Table.from_pylist(rows)
+
+
+def comparison_table(pairs: Mapping[str, tuple[Mapping[int, float], Mapping[int, float]]]) -> pa.Table:
+    """One row per named paired comparison ``a - b`` (``wins``/``n`` as float columns)."""
+    rows = []
+    for name, (a, b) in pairs.items():
+        c = paired(a, b)
+        rows.append({"comparison": name, **c, "wins": float(c["wins"]), "n": float(c["n"]), "result": direction(c)})
+    return pa.Table.from_pylist(rows)
+
+
+def per_seed(metrics: Mapping[str, Any], key: str = "test.acc") -> dict[int, float]:
+    """``{seed: value}`` of a dotted ``key`` from a distill/train metrics JSON."""
+    out = {}
+    for seed, m in metrics["seeds"].items():
+        cur: Any = m
+        for part in key.split("."):
+            if not isinstance(cur, Mapping) or part not in cur:
+                raise ReprolabError(f"metrics of seed {seed} have no {key!r}")
+            cur = cur[part]
+        out[int(seed)] = float(cur)
+    return out
+
+
+def summary_metrics(arm_values: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
+    """Flat ``{arm.mean: ...}`` numbers for metrics.json (MLflow logs them)."""
+    out = {}
+    for name, vals in arm_values.items():
+        out[f"{name}.mean"] = float(torch.tensor(list(vals.values())).mean())
+    return out
+
+
+def ci_text(r: Mapping[str, float], key: str) -> str:
+    """``"0.812 [0.790, 0.834]"`` from a row holding ``key``, ``key_lo`` and ``key_hi``."""
+    return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
+
+
+def claims_metrics(claims: Sequence[Claim], extra: Mapping[str, Any]) -> dict:
+    """``n_reproduced`` / ``n_claims`` of a report's claims, plus ``extra`` (its metrics.json)."""
+    return {"n_reproduced": sum(c.verdict == "reproduced" for c in claims), "n_claims": len(claims), **extra}

@@ -1,54 +1,272 @@
-"""Report stages of the auditing papers: each seed paper's claims next to our measurements.
+"""mia_benchmark: what this paper alone computes (TDDBench, LiRA, Pandora's White-Box).
 
-One function per paper pipeline (``mia_benchmark``, ``dp_audit``, ``text_detection``);
-verdict rules are written next to each claim (in ``why``) and use the CIs.
+Its stage cores (membership split, shadow training, attacks, calibration, the compression
+audit of pruned models) and its report; the reusable toolkit they call lives in
+:mod:`tasks.audit.shadows` and :mod:`tasks.audit.mia`. The report's verdict rules are written
+next to each claim (in ``why``) and use the CIs.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
 
+from models import ModelSpec
+from tasks.audit import mia
+from tasks.audit.shadows import (
+    REFERENCE_ATTACKS,
+    attack_inputs,
+    audit_models,
+    calibration_audit,
+    membership_from_table,
+    metrics_table,
+    score_attacks,
+    split_membership,
+    train_models,
+)
+from tasks.data_prep import num_features
+from tasks.evaluation.seeds import ci_text, claims_metrics
 from tasks.report import Claim, Report, report_outputs
+from tasks.sparsity import nm
+from tasks.sparsity.nm import PruneParams
+from tasks.train import (
+    OptimParams,
+    TrainParams,
+    load_model,
+    num_classes,
+    pack_seeds,
+    torch_threads,
+    unpack_groups,
+    unpack_seeds,
+)
+
+
+class MIAParams(BaseModel):
+    """Params of a membership-inference audit.
+
+    Attributes:
+        attacks: registered attack names (:data:`tasks.audit.mia.ATTACKS`).
+        n_shadow: number of shadow/reference models R (the target is one more).
+        model: architecture of target and shadows.
+        optim: their optimisation settings.
+        seed: seed of the membership draw and of model ``i``'s training (``seed + i``).
+        fprs: FPR levels at which TPR is reported (convention ``fpr <= x``).
+        n_boot: bootstrap replicates for the AUC CIs.
+        fix_variance: LiRA's global-variance variant (better with few shadows).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attacks: tuple[str, ...] = (
+        "loss", "entropy", "modified_entropy", "grad_norm",
+        "reference_loss", "lira_offline", "lira_online", "rmia",
+    )
+    n_shadow: int = Field(default=8, ge=0)
+    model: ModelSpec = ModelSpec(hidden=(256,))
+    optim: OptimParams = OptimParams(max_epochs=60, batch_size=32, lr=2e-3)
+    seed: int = 0
+    fprs: tuple[float, ...] = (0.001, 0.01)
+    n_boot: int = Field(default=500, ge=10)
+    fix_variance: bool = False
+
+    @field_validator("attacks")
+    @classmethod
+    def _known(cls, v):
+        for a in v:
+            mia.get_attack(a)  # ValueError names the unknown attack and the registered ones
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate attack names in {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _enough_shadows(self):
+        ref = [a for a in self.attacks if a in REFERENCE_ATTACKS]
+        if ref and self.n_shadow < 2:
+            raise ValueError(f"n_shadow = {self.n_shadow}: attacks {ref} need at least 2 shadow models")
+        return self
+
+
+def mia_audit(params: MIAParams, *, pool: pa.Table, population: pa.Table) -> dict[str, object]:
+    """Train target + ``n_shadow`` shadows on balanced halves of ``pool`` and attack the target.
+
+    The three stage cores below in one call (for notebooks and tests).
+
+    Args:
+        params: the audit's params.
+        pool: candidate split table (``id, label, x``); half are the target's members.
+        population: split table never trained on (RMIA's z points, and ``fit``'s val set).
+
+    Returns:
+        ``membership`` (index table), ``metrics`` (one row per attack), ``scores`` (table of
+        per-candidate scores + ``is_member``), ``timing`` (dict of wall times, s) and
+        ``roc`` (log-scale ROC figure).
+    """
+    membership = membership_stage(params, pool=pool)["membership"]
+    trained = shadows_stage(params, pool=pool, membership=membership, val=population)
+    attacked = attack_stage(params, weights=trained["weights"], pool=pool, membership=membership, population=population)
+    return {"membership": membership, **attacked, "timing": {**trained["metrics"], **attacked["timing"]}}
+
+
+def membership_stage(params: MIAParams, *, pool: pa.Table) -> dict[str, object]:
+    """Draw the member/non-member index file of target (m0) and shadows (m1..mR)."""
+    return {"membership": split_membership(pool, 1 + params.n_shadow, params.seed)}
+
+
+def shadows_stage(params: MIAParams, *, pool: pa.Table, membership: pa.Table, val: pa.Table) -> dict[str, object]:
+    """Train target + shadows; weights packed as ``"<k>.<param>"`` (k = model index)."""
+
+    models, times = train_models(pool, membership, val, params.model, params.optim, params.seed)
+    weights = pack_seeds({k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in enumerate(models)})
+    metrics = {
+        "n_models": len(models),
+        "train_all_s": float(np.sum(times)),
+        "train_per_model_s": float(np.median(times)),
+    }
+    return {"weights": weights, "metrics": metrics}
+
+
+def load_models(params: MIAParams, weights: dict[str, torch.Tensor], like: pa.Table, n_classes: int) -> list[nn.Module]:
+    """Rebuild the models packed by :func:`shadows_stage` (model index order)."""
+
+    models = []
+    for k, sd in unpack_seeds(weights).items():
+        m = load_model(params.model, sd, num_features(like), n_classes, f"model {k}")
+        m.eval()
+        models.append(m)
+    return models
+
+
+def attack_stage(
+    params: MIAParams, *, weights: dict[str, torch.Tensor], pool: pa.Table, membership: pa.Table, population: pa.Table
+) -> dict[str, object]:
+    """Attack model 0 with every attack in ``params.attacks``; shadows are models 1..R.
+
+    Returns:
+        ``metrics`` (pa.Table, one row per attack, with ``secs``), ``scores``
+        (per-candidate table), ``roc`` (log-scale ROC figure).
+    """
+    ids, keep = membership_from_table(membership)
+    if not np.array_equal(ids, pool.column("id").to_numpy()):
+        raise ValueError("membership ids do not match the pool's ids")
+    models = load_models(params, weights, pool, num_classes(pool, population))
+    if len(models) != keep.shape[0]:
+        raise ValueError(f"{len(models)} models in weights but {keep.shape[0]} in the membership table")
+    t0 = time.perf_counter()
+    inputs = attack_inputs(models[0], pool, models[1:], keep[1:], population, "grad_norm" in params.attacks)
+    t_signals = time.perf_counter() - t0
+    scores, secs = {}, {}
+    for name in params.attacks:
+        t0 = time.perf_counter()
+        scores.update(score_attacks(inputs, (name,), params.fix_variance))
+        secs[name] = time.perf_counter() - t0
+    table = metrics_table(scores, keep[0], params.fprs, params.n_boot, params.seed)
+    table = table.append_column("secs", pa.array([secs[a] for a in params.attacks]))
+    table = table.append_column(
+        "needs_shadows", pa.array([a in REFERENCE_ATTACKS for a in params.attacks])
+    )
+    score_tab = pa.table({"id": pool.column("id"), "is_member": pa.array(keep[0]), **scores})
+    fig = mia.roc_plot({k: (v, keep[0]) for k, v in scores.items()}, title="MIA ROC (log-log)")
+    return {"metrics": table, "scores": score_tab, "roc": fig, "timing": {"signals_s": t_signals, **{f"{k}_s": v for k, v in secs.items()}}}
+
+
+def calibrate_stage(params: MIAParams, *, weights: dict[str, torch.Tensor], test: pa.Table, pool: pa.Table) -> dict[str, object]:
+    """Calibration audit of the target model (model 0) on the test split."""
+    target = load_models(params, weights, pool, num_classes(pool, test))[0]
+    out = calibration_audit(target, test, n_boot=params.n_boot, seed=params.seed)
+    return {"metrics": out["metrics"], "reliability": out["reliability"]}
+
+
+class CompressionAuditParams(BaseModel):
+    """How the target is compressed before it is re-audited.
+
+    Attributes:
+        prune: N:M patterns / vector sizes (``tasks.sparsity.nm.PruneParams``).
+        finetune: fixed-mask fine-tuning on the target's own members.
+        attacks: reference-free attacks run on every model.
+        n_boot: bootstrap replicates of the CIs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prune: PruneParams = PruneParams(patterns=("2:4", "1:4"), vectors=(1,))
+    finetune: OptimParams = OptimParams(max_epochs=10, lr=5e-4)
+    attacks: tuple[str, ...] = ("loss", "modified_entropy", "grad_norm")
+    n_boot: int = Field(default=300, ge=10)
+
+
+def compression_audit_stage(
+    params: dict, *, weights: dict[str, torch.Tensor], pool: pa.Table, membership: pa.Table,
+    val: pa.Table, test: pa.Table,
+) -> dict[str, object]:
+    """Leakage and calibration of the target before and after N:M pruning (+ fine-tuning).
+
+    ``params``: ``{"mia.<ds>": MIAParams, "compress": CompressionAuditParams}``. The dense
+    target (model 0) is pruned with ``nm_magnitude.prune`` and fine-tuned with its mask fixed
+    on its own members (``nm_magnitude.finetune``); each model is attacked (members = the
+    target's training half, non-members = the rest of the pool) and calibrated on ``test``.
+
+    Returns:
+        ``results`` (pa.Table: model, attack AUCs with CIs, TPR at 1 % FPR, acc, ECE, NLL).
+    """
+
+    mia_p = next(v for k, v in params.items() if k.startswith("mia"))
+    cp: CompressionAuditParams = params["compress"]
+    _, keep = membership_from_table(membership)
+    members, nonmembers = pool.filter(pa.array(keep[0])), pool.filter(pa.array(~keep[0]))
+    n_cls = num_classes(pool, val, test)
+    train_p = TrainParams(model=mia_p.model, seeds=(mia_p.seed,), **mia_p.optim.model_dump())
+    dense_sd = unpack_seeds(weights)[0]
+    dense = pack_seeds({mia_p.seed: dense_sd})
+    with torch_threads(1):
+        pruned = nm.prune({"prune": cp.prune, "train": train_p}, dense=dense, train=members)["weights"]
+        tuned = nm.finetune({"finetune": cp.finetune, "train": train_p}, pruned=pruned, train=members, val=val)["weights"]
+    variants = {"dense": dense_sd}
+    for stage, packed in (("pruned", pruned), ("finetuned", tuned)):
+        for var, seeds in unpack_groups(packed).items():
+            variants[f"{stage}/{var}"] = seeds[mia_p.seed]
+    rows = []
+    for name, sd in variants.items():
+        model = load_model(mia_p.model, sd, num_features(pool), n_cls, name)
+        model.eval()
+        res = audit_models(model, members, nonmembers, cp.attacks, fprs=(0.01,), n_boot=cp.n_boot, seed=mia_p.seed)
+        cal = calibration_audit(model, test, n_boot=10, seed=mia_p.seed)["metrics"]
+        row = {"model": name, "test_acc": cal["acc"], "ece": cal["ece"], "nll": cal["nll"]}
+        for r in res["metrics"].to_pylist():
+            row.update({f"{r['attack']}_auc": r["auc"], f"{r['attack']}_auc_lo": r["auc_lo"],
+                        f"{r['attack']}_auc_hi": r["auc_hi"], f"{r['attack']}_tpr_at_0.01_fpr": r["tpr_at_0.01_fpr"]})
+        rows.append(row)
+    return {"results": pa.Table.from_pylist(rows)}
+
 
 METRIC_BASED = ("loss", "entropy", "modified_entropy")
+
+
 MODEL_BASED = ("reference_loss", "lira_offline", "lira_online", "rmia")
 
 
-class AuditReportParams(BaseModel):
-    """Params of an auditing report.
+class MIAReportParams(BaseModel):
+    """Params of the mia_benchmark report.
 
     Attributes:
         unsatisfactory_tpr: "generally unsatisfactory" (TDDBench) means the best attack's
             TPR at 1 % FPR stays below this.
-        min_rho: the cross-task Spearman correlation the MINT paper reports (rho > 0.6).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     unsatisfactory_tpr: float = Field(default=0.2, gt=0.0, le=1.0)
-    min_rho: float = Field(default=0.6, ge=-1.0, le=1.0)
 
 
 def _rows(table: pa.Table) -> dict[str, dict]:
     return {r["attack"]: r for r in table.to_pylist()}
 
 
-def _ci(r: dict, key: str) -> str:
-    return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
-
-
-def _metrics_json(claims: list[Claim], extra: dict) -> dict:
-    return {"n_reproduced": sum(c.verdict == "reproduced" for c in claims), "n_claims": len(claims), **extra}
-
-
-# ---------------------------------------------------------------------------------------
-# mia_benchmark: TDDBench, LiRA, Pandora's White-Box (+ calibration audit)
-# ---------------------------------------------------------------------------------------
-
-
-def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
+def report_mia(params: MIAReportParams, **inputs) -> dict[str, object]:
     """Inputs per dataset ``<ds>``: ``attacks_<ds>`` (attack metrics table), ``timing_<ds>``
     (shadow training metrics), ``calibration_<ds>`` (calibration metrics), ``roc_<ds>`` and
     ``reliability_<ds>`` (PNG bytes, copied next to the report)."""
@@ -68,8 +286,8 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
             good = best_model["auc_lo"] > best_metric["auc"]
             ok_order &= good
             lines_order.append(
-                f"{ds}: best model-based {best_model['attack']} AUC {_ci(best_model, 'auc')} vs best metric-based "
-                f"{best_metric['attack']} {_ci(best_metric, 'auc')}"
+                f"{ds}: best model-based {best_model['attack']} AUC {ci_text(best_model, 'auc')} vs best metric-based "
+                f"{best_metric['attack']} {ci_text(best_metric, 'auc')}"
             )
         if "lira_online" in rows and "loss" in rows:
             lo, lz = rows["lira_online"], rows["loss"]
@@ -81,7 +299,7 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
         if "grad_norm" in rows and "loss" in rows:
             g, lz = rows["grad_norm"], rows["loss"]
             ok_wb &= g["auc_lo"] > lz["auc"]
-            lines_wb.append(f"{ds}: grad-norm AUC {_ci(g, 'auc')} vs loss {_ci(lz, 'auc')}")
+            lines_wb.append(f"{ds}: grad-norm AUC {ci_text(g, 'auc')} vs loss {ci_text(lz, 'auc')}")
         best_tpr = max(r["tpr_at_0.01_fpr"] for r in rows.values())
         ok_bad &= best_tpr < params.unsatisfactory_tpr
         lines_bad.append(f"{ds}: best TPR@1%FPR {best_tpr:.3f}")
@@ -140,235 +358,14 @@ def report_mia(params: AuditReportParams, **inputs) -> dict[str, object]:
             "TDDBench evaluates 21 methods on 13 datasets with 256+256 reference models; we run 8 attacks on "
             "small tabular sets with the shadow counts in params.yaml, so low-FPR numbers rest on few points.",
             "Calibration (ECE equal-width/equal-mass, classwise ECE, Brier, NLL) is measured with "
-            "tasks/methods/scoring.py; the calibration seed papers' methods (OKO set learning, PCE grouping) "
+            "tasks/evaluation/calibration.py; the calibration seed papers' methods (OKO set learning, PCE grouping) "
             "are training methods and are not run by this audit.",
         ),
     )
     plots = {f"{kind}_{ds}": inputs[f"{kind}_{ds}"] for ds in datasets for kind in ("roc", "reliability")}
     return {
         **report_outputs(rep),
-        "metrics": _metrics_json(claims, {f"{ds}_{k}": v for ds in datasets for k, v in
+        "metrics": claims_metrics(claims, {f"{ds}_{k}": v for ds in datasets for k, v in
                                          {"shadow_train_s": inputs[f"timing_{ds}"]["train_all_s"]}.items()}),
         **plots,
     }
-
-
-# ---------------------------------------------------------------------------------------
-# dp_audit: conformal black-box f-DP audit (arXiv 2503.12045), anchors, DP-SGD
-# ---------------------------------------------------------------------------------------
-
-
-def dp_comparison(dpsgd: pa.Table, many: pa.Table) -> pa.Table:
-    """Per target epsilon (inf = no DP): accountant epsilon vs every empirical lower bound.
-
-    Joins the one-run results (``dpsgd``) and the many-run results (``many``) on
-    ``target_eps``; the two audits train different models (their own DP-SGD settings), so
-    each bound is compared with its own models' accountant epsilon. ``verdict`` is
-    ``consistent`` when no lower bound exceeds its accountant epsilon, ``no DP`` for the
-    non-private baseline, and names the offending bound otherwise (a bug in the training,
-    the accounting or the audit).
-    """
-    one = {r["target_eps"]: r for r in dpsgd.to_pylist()}
-    rows = []
-    for r in many.to_pylist():
-        t = r["target_eps"]
-        o = one.get(t)
-        checks = {"many-run CP": (r["eps_cp"], r["eps_spent"]), "many-run GDP": (r["eps_gdp"], r["eps_spent"])}
-        if o is not None:
-            checks["one-run"] = (o["eps_lb"], o["eps_spent"])
-        bad = [k for k, (lb, acc) in checks.items() if lb > acc + 1e-9]
-        rows.append({
-            "target_eps": t,
-            "accountant_eps_one_run": o["eps_spent"] if o else float("nan"),
-            "one_run_lb": o["eps_lb"] if o else float("nan"),
-            "one_run_canaries": o["m"] if o else 0,
-            "accountant_eps_many_run": r["eps_spent"],
-            "many_run_cp_lb": r["eps_cp"],
-            "many_run_gdp_lb": r["eps_gdp"],
-            "models_per_arm": r["n_models"],
-            "canary_auc": r["auc"],
-            "verdict": "no DP" if not np.isfinite(t) else ("consistent" if not bad else "EXCEEDS accountant: " + ", ".join(bad)),
-        })
-    return pa.Table.from_pylist(rows)
-
-
-def report_dp(
-    params: AuditReportParams, *, bounds: pa.Table, gaussian: dict, dpsgd: pa.Table, many: pa.Table, band: bytes
-) -> dict[str, object]:
-    """Claims of the conformal f-DP auditing paper plus the accounting / lower-bound checks."""
-    g = gaussian
-    sizes = sorted(int(k.rsplit("_n", 1)[1]) for k in g if k.startswith("conformal_type1_n"))
-    type1 = [g[f"conformal_type1_n{n}"] for n in sizes]
-    power = [g[f"conformal_power_n{n}"] for n in sizes]
-    level, reps, band_reps = g["level"], int(g["repeats"]), int(g["band_repeats"])
-    b = bounds.to_pylist()
-    correct = [r for r in b if r["mechanism"] == "correct" and r["strategy"] != "none"]
-    valid = all(r["eps_gdp"] <= r["eps_true"] + 1e-9 and r["eps_cp"] <= r["eps_true"] + 1e-9 for r in correct)
-    broken = [r for r in b if r["mechanism"] == "half_noise" and r["strategy"] == "bonferroni"]
-    flagged = all(r["eps_gdp"] > r["eps_claimed"] for r in broken)
-    big = max((r for r in correct if r["strategy"] == "bonferroni"), key=lambda r: r["n"])
-    dps = dpsgd.to_pylist()
-    private = [r for r in dps if np.isfinite(r["target_eps"])]
-    nonpriv = [r for r in dps if not np.isfinite(r["target_eps"])]
-    dp_valid = all(r["eps_lb"] <= r["eps_spent"] for r in private)
-    claims = [
-        Claim("CIPA controls the type I error in finite samples under minimal assumptions",
-              "rejection rate of a correct 1-GDP claim over repeated audits: "
-              + ", ".join(f"n={n}: {t:.3f}" for n, t in zip(sizes, type1)),
-              "reproduced" if all(t <= level + 2 * np.sqrt(level * (1 - level) / reps) for t in type1) else "not reproduced",
-              f"rule: every rate <= {level:g} + 2 binomial SE ({reps} audits each)"),
-        Claim("Under monotone likelihood ratio the audit also controls type II error (detects violations)",
-              "rejection rate of the half-noise mechanism claiming 1-GDP: "
-              + ", ".join(f"n={n}: {p:.3f}" for n, p in zip(sizes, power)),
-              "reproduced" if power == sorted(power) and power[-1] >= 0.9 else "not reproduced",
-              "rule: power non-decreasing in the sample budget and >= 0.9 at the largest"),
-        Claim("Finite-sample confidence bands for the trade-off function",
-              f"simultaneous {1 - level:.0%} band (19 alphas) covered the true curve in {g['band_coverage']:.2f} of runs; for the "
-              f"half-noise mechanism the upper band fell below the claimed curve at "
-              f"{g['band_broken_below_claim_frac']:.2f} of the alphas",
-              "reproduced" if g["band_coverage"] >= 1 - level - 2 * np.sqrt(level * (1 - level) / band_reps)
-              else "not reproduced",
-              f"rule: coverage >= {1 - level:.0%} minus 2 binomial SE ({band_reps} runs); the lower band assumes MLR (threshold tests optimal), "
-              "as the paper proves a distribution-free lower band impossible"),
-        Claim("Anchor: a 1-GDP Gaussian mechanism (eps 4.377 at delta 1e-5) audits from 1e4 samples to ~4.12 "
-              "(GDP route) and ~2.01 (Clopper-Pearson), never above the truth",
-              f"n={big['n']}: GDP {big['eps_gdp']:.2f}, CP {big['eps_cp']:.2f} (Bonferroni over thresholds); every "
-              f"corrected bound <= true eps: {valid}; half-noise mechanism refuted (GDP bound > 4.377): {flagged}",
-              "reproduced" if valid and flagged and big["eps_gdp"] > big["eps_cp"] else "not reproduced",
-              "rule: corrected bounds <= true eps, GDP tighter than CP, the broken mechanism's bound exceeds "
-              "the claim. Our GDP number is lower than 4.12 because we correct for the threshold choice"),
-        Claim("Opacus accountant golden values: RDP 7.3291, PRV 6.7774 (sigma 1.5, q 0.04, 2250 steps); "
-              "noise multiplier 1.416 for eps 8",
-              f"RDP {g['opacus_rdp_eps']:.4f}, PRV {g['opacus_prv_eps']:.4f}, sigma {g['opacus_noise_multiplier_eps8']:.4f}",
-              "reproduced" if abs(g["opacus_rdp_eps"] - 7.3291) < 1e-3 and abs(g["opacus_prv_eps"] - 6.7774) < 0.01
-              and abs(g["opacus_noise_multiplier_eps8"] - 1.416) < 1e-3 else "not reproduced",
-              "rule: RDP within 1e-3, PRV within 0.01 (its eps_error default), sigma within 1e-3"),
-        Claim("DP-SGD collapses the empirical leakage of mislabelled canaries (Privacy Meter: 5.48 -> 0.42)",
-              "; ".join(f"eps={r['target_eps']:g}: accountant {r['eps_spent']:.2f}, one-run LB {r['eps_lb']:.2f}, "
-                        f"canary AUC {r['canary_auc']:.2f}, test acc {r['test_acc']:.3f}" for r in dps),
-              "reproduced" if dp_valid and nonpriv and all(nonpriv[0]["eps_lb"] > r["eps_lb"] for r in private)
-              else "not reproduced",
-              "rule: every DP run's lower bound <= its accountant eps, and the non-private run's bound is "
-              "above every DP run's"),
-    ]
-    cmp_ = dp_comparison(dpsgd, many)
-    cmp_rows = cmp_.to_pylist()
-    many_rows = many.to_pylist()
-    m_priv = [r for r in many_rows if np.isfinite(r["target_eps"])]
-    m_free = [r for r in many_rows if not np.isfinite(r["target_eps"])]
-    consistent = all(r["verdict"] == "consistent" for r in cmp_rows if np.isfinite(r["target_eps"]))
-    strategy = many_rows[0]["strategy"] if many_rows else "-"
-    claims.append(Claim(
-        "Many-run canary audit (Jagielski et al. 2020; Nasr et al. 2021): empirical epsilon lower bounds from "
-        "models trained with and without one canary never exceed the accountant's epsilon",
-        "; ".join(
-            f"eps={r['target_eps']:g}: accountant {r['eps_spent']:.2f}, CP LB {r['eps_cp']:.2f}, GDP LB "
-            f"{r['eps_gdp']:.2f} ({r['n_models']}+{r['n_models']} models, canary AUC {r['auc']:.2f})"
-            for r in many_rows
-        ) + "; verdicts: " + ", ".join(f"eps={r['target_eps']:g} {r['verdict']}" for r in cmp_rows),
-        "reproduced" if m_priv and consistent and m_free and all(m_free[0]["eps_cp"] >= r["eps_cp"] for r in m_priv)
-        else "not reproduced",
-        f"rule: at every target eps, the one-run, many-run Clopper-Pearson and many-run GDP bounds "
-        f"(threshold strategy '{strategy}', {1 - many_rows[0]['significance'] if many_rows else 0.95:.0%} confidence) are <= the "
-        "accountant's eps (a bound above it flags a bug), and the non-private run's CP bound is >= every DP run's",
-        value=max((r["eps_cp"] for r in m_free), default=None),
-    ))
-    rep = Report(
-        title="Auditing Differential Privacy in the Black-Box Setting (conformal f-DP audit) + DP-SGD audits",
-        paper="dp_audit", arxiv="2503.12045",
-        summary=(
-            "Known mechanisms: M(D) = N(0, s^2), M(D') = N(mu, s^2) with s = 1 (mu-GDP, as claimed) and s = 1/2 "
-            "(the half-noise bug). Epsilon lower bounds by Clopper-Pearson and the GDP route with three threshold "
-            "strategies; our conformal f-DP audit and trade-off band (construction in tasks/methods/dp_audit.py). "
-            "DP-SGD (Opacus) MLPs at several target epsilons, each audited in one run with mislabelled canaries "
-            "(Steinke, Nasr, Jagielski 2023) and, separately, in many runs: R models trained without and R with "
-            "one mislabelled canary per target epsilon, bounds by Clopper-Pearson and the GDP route "
-            "(Jagielski et al. 2020; Nasr et al. 2021, 2023)."
-        ),
-        claims=claims,
-        tables={
-            "Epsilon lower bounds on Gaussian mechanisms": bounds,
-            "DP-SGD runs and their one-run audits": dpsgd,
-            "DP-SGD many-run canary audits": many.drop_columns(
-                [c for c in many.column_names if c.startswith("mu_gdp_") or c in ("in_mean", "out_mean")]),
-            "DP-SGD: accountant epsilon vs empirical lower bounds, per target epsilon (inf = no DP)": cmp_,
-        },
-        figures={"Trade-off function and bands": "band.png"},
-        notes=(
-            "The exact CIPA statistic of arXiv 2503.12045 was not available (no code; only the abstract read); "
-            "our audit follows its description: a conformal (order-statistic) threshold controls type I, a "
-            "binomial test on the type II error decides. Our verdicts judge that construction.",
-            "The one-run bound picks the abstention cut-offs after seeing the scores (as Privacy Meter does), "
-            "which is optimistic; with m canaries it cannot certify large epsilons anyway.",
-            "The many-run audit scores the final model only (black box) with one mislabelled canary, so its "
-            "bounds are far below the accountant's epsilon at every target: the accountant covers an adversary "
-            "who sees every noisy gradient and inserts a worst-case gradient canary (Nasr et al. 2021). With R "
-            "models per arm the Clopper-Pearson bound is capped even for perfectly separated scores (about 2.0 "
-            "at R = 64 and 2.8 at R = 128, 95 % confidence); the GDP route converts a valid lower bound on mu "
-            "into epsilon assuming a Gaussian trade-off curve (Nasr et al. 2023), so it is tighter but not "
-            "distribution-free. The many-run audit uses D = the first train_rows training rows to keep "
-            "each run cheap.",
-        ),
-    )
-    return {**report_outputs(rep), "metrics": _metrics_json(claims, {}), "band": band}
-
-
-# ---------------------------------------------------------------------------------------
-# text_detection: MINT (detectors are MIAs) + Fast-DetectGPT
-# ---------------------------------------------------------------------------------------
-
-
-def report_text(params: AuditReportParams, *, transfer: pa.Table, summary: dict) -> dict[str, object]:
-    """Claims of "Machine Text Detectors are MIAs" and Fast-DetectGPT on our char LMs."""
-    rows = {r["statistic"]: r for r in transfer.to_pylist()}
-    s = summary
-    rho_ok = s["spearman_rho_lo"] > params.min_rho
-    best_mia = max(rows.values(), key=lambda r: r["mia_auc"])
-    b = rows["binoculars"]
-    bino_top = b["mia_auc_hi"] >= best_mia["mia_auc"]
-    fd = rows["fast_detectgpt"]
-    baselines = [rows[k] for k in ("likelihood", "log_rank", "entropy")]
-    fd_ok = all(fd["det_auc_lo"] > r["det_auc"] for r in baselines)
-    claims = [
-        Claim(f"MINT: detector and MIA rankings agree across methods (rho > {params.min_rho:g})",
-              f"Spearman rho between MIA AUCs and detection AUCs of {len(rows)} statistics = "
-              f"{s['spearman_rho']:.3f} [{s['spearman_rho_lo']:.3f}, {s['spearman_rho_hi']:.3f}]",
-              "reproduced" if rho_ok else "not reproduced",
-              f"rule: the CI's lower end exceeds {params.min_rho:g}"),
-        Claim("MINT: Binoculars, built as a detector, is state of the art as an MIA too",
-              f"Binoculars MIA AUC {b['mia_auc']:.3f} [{b['mia_auc_lo']:.3f}, {b['mia_auc_hi']:.3f}]; best MIA "
-              f"statistic {best_mia['statistic']} {best_mia['mia_auc']:.3f}",
-              "reproduced" if bino_top else "not reproduced",
-              "rule: the best MIA AUC lies within Binoculars' CI (or Binoculars is best)"),
-        Claim("Fast-DetectGPT (analytic, white-box) beats the likelihood, log-rank and entropy baselines",
-              f"detection AUC {fd['det_auc']:.3f} [{fd['det_auc_lo']:.3f}, {fd['det_auc_hi']:.3f}] vs "
-              + ", ".join(f"{r['statistic']} {r['det_auc']:.3f}" for r in baselines),
-              "reproduced" if fd_ok else "not reproduced",
-              "rule: Fast-DetectGPT's CI lies above every baseline's AUC"),
-        Claim("Fast-DetectGPT beats DetectGPT by ~75% relative and is 340x faster",
-              "not measured", "not testable at this scale",
-              "DetectGPT needs a T5 mask-filling perturbation model; none ships offline"),
-    ]
-    rep = Report(
-        title="Machine Text Detectors are Membership Inference Attacks (+ Fast-DetectGPT) on character LMs",
-        paper="text_detection", arxiv="2510.19492",
-        summary=(
-            f"Two character-level GRU LMs trained on Python's pydoc topics and stdlib docstrings: the target on "
-            f"{s['n_members']} member passages, the second (smaller; reference model and Binoculars performer) on "
-            f"disjoint passages. MIA: members vs {s['n_nonmembers']} held-out passages. Detection: "
-            f"{s['n_machine']} continuations sampled from the target vs {s['n_human']} held-out human passages. "
-            f"Every statistic is scored on both tasks (higher = member = machine). Training "
-            f"{s['train_target_s']:.0f} s + {s['train_other_s']:.0f} s, scoring {s['score_s']:.1f} s."
-        ),
-        claims=claims,
-        tables={"Transfer table (AUC with 95% bootstrap CI on both tasks)": transfer},
-        notes=(
-            "The paper uses Pythia/LLaMA-scale LMs on MIMIR and RAID; ours are tiny char GRUs on offline Python "
-            "documentation, and machine text is sampled at the configured temperature. Entropy's sign is "
-            "reported as-is.",
-            *(["Most MIA AUCs are near the ceiling here (min {:.3f}); ties at the top compress the MIA "
-               "ranking and widen the CI of rho.".format(min(r["mia_auc"] for r in rows.values()))]
-              if np.median([r["mia_auc"] for r in rows.values()]) > 0.95 else []),
-        ),
-    )
-    return {**report_outputs(rep), "metrics": _metrics_json(claims, dict(s))}

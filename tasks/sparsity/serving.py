@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kernels.nm import select_impl
 from models.nm_linear import NMLinear, sparsify_model
-from tasks.data_prep import table_to_tensors
-from tasks.methods.nm_magnitude import PruneParams, parse_variant, pruned_layers, unpack_variants
-from tasks.train import TrainParams, init_model, num_classes, unpack_seeds
+from tasks.data_prep import num_features, table_to_tensors
+from tasks.sparsity.nm import PruneParams, parse_variant, pruned_layers, unpack_groups
+from tasks.train import TrainParams, load_model, num_classes
 
 
 class ServeParams(BaseModel):
@@ -106,11 +106,10 @@ def serve(params: dict[str, BaseModel], *, finetuned: dict[str, torch.Tensor],
     x_test, y_test, _ = table_to_tensors(test)  # (N, d) float32, (N,) int64
     n_classes = num_classes(test)
     rows = []
-    for var, seeds in unpack_variants(finetuned).items():
+    for var, seeds in unpack_groups(finetuned).items():
         n, m, v = parse_variant(var)
         for seed, sd in seeds.items():
-            dense = init_model(train_p.model, test, n_classes, seed)
-            dense.load_state_dict(sd)
+            dense = load_model(train_p.model, sd, num_features(test), n_classes, f"finetuned {var} seed {seed}")
             dense.eval()
             chosen = set(pruned_layers(dense, prune_p.layers))
             served = sparsify_model(dense, n, m, v, include=lambda name, _lin: name in chosen,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.papers import discover
-from tasks import audit
+from tasks.papers import mia_benchmark as audit
 from tasks.errors import ParamsError
 from tasks.params import load_all
 

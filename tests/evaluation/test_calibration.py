@@ -1,4 +1,4 @@
-"""Tests for tasks/methods/scoring.py: hand-computed values, sklearn/torchmetrics parity, errors."""
+"""Tests for tasks/evaluation/calibration.py: hand-computed values, sklearn/torchmetrics parity, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from tasks.methods import scoring
+from tasks.evaluation import calibration as scoring
 
 
 def _random_probs(rng: np.random.Generator, n: int, c: int, temp: float = 1.0) -> np.ndarray:

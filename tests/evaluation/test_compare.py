@@ -1,4 +1,4 @@
-"""Tests for tasks/compare.py on tiny hand-built tables."""
+"""Tests for tasks/evaluation/compare.py on tiny hand-built tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from tasks.compare import compare_metrics, compare_predictions, compare_runs
+from tasks.evaluation.compare import compare_metrics, compare_predictions, compare_runs
 
 
 def results(rows: list[tuple[str, int, float, float]]) -> pa.Table:

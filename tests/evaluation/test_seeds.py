@@ -1,4 +1,4 @@
-"""Tests for tasks/analysis.py on tiny hand-built tables."""
+"""Tests for tasks/evaluation/seeds.py on tiny hand-built tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from scipy.special import expit
 
-from tasks.analysis import aggregate_table, irt_tables, score_matrices, seed_intervals
+from tasks.evaluation.seeds import aggregate_table, irt_tables, score_matrices, seed_intervals
 
 
 def results(rows: list[tuple[str, int, float]]) -> pa.Table:
@@ -81,7 +81,7 @@ def test_irt_tables_errors() -> None:
 def test_poi_table_and_irt_plot() -> None:
     from matplotlib.figure import Figure
 
-    from tasks.analysis import plot_irt_items, poi_table
+    from tasks.evaluation.seeds import plot_irt_items, poi_table
 
     mats = {"dense": np.array([[0.9, 0.8], [0.91, 0.82]]), "pruned": np.array([[0.7, 0.6], [0.72, 0.61]])}
     table, fig = poi_table(mats, reps=200)
@@ -97,7 +97,8 @@ def test_poi_table_and_irt_plot() -> None:
 
 def test_nm_sparsity_seed_statistics() -> None:
     """The nm_sparsity report's use of these statistics, on hand-built evaluation tables."""
-    from tasks.methods.nm_magnitude import PruneParams, ReportParams, seed_statistics
+    from tasks.papers.nm_sparsity import ReportParams, seed_statistics
+    from tasks.sparsity.nm import PruneParams
 
     models = {"dense": 1.5, "pruned/2:4_v1": -0.5, "finetuned/2:4_v1": 0.5}
     tables, preds = {}, {}

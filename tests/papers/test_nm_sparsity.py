@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from models import ModelSpec
+from tasks.train import unpack_groups
 from tasks import artifacts
+from tasks.audit.shadows import audit_models, calibration_audit
 from tasks.data_prep import DataParams, prepare
-from tasks.methods import nm_magnitude as nm
-from tasks.methods import nm_recovery as nmr
+from tasks.papers import nm_sparsity as nmr
 from tasks.report import Claim
-from tasks.train import OptimParams, TrainParams, train, unpack_seeds
+from tasks.sparsity import nm
+from tasks.train import OptimParams, TrainParams, init_model, num_classes, train, unpack_seeds
 
 FT = OptimParams(max_epochs=2, batch_size=32, lr=5e-3)
 PATTERNS = ("2:4", "1:8")
@@ -33,8 +35,8 @@ def pipeline():
 
 
 def test_distilled_student_keeps_the_nm_masks(pipeline):
-    kd, pruned = pipeline["kd"], nm.unpack_variants(pipeline["pruned"])
-    distilled = nm.unpack_variants(kd["weights"])
+    kd, pruned = pipeline["kd"], unpack_groups(pipeline["pruned"])
+    distilled = unpack_groups(kd["weights"])
     assert sorted(distilled) == ["1:8_v1", "2:4_v1"]  # default vectors (1,): the v = 8 variants are skipped
     for var, seeds in distilled.items():
         n, m, _ = nm.parse_variant(var)
@@ -57,7 +59,7 @@ def test_ce_recovery_equals_finetuning_bit_for_bit(pipeline):
         {"distill": nmr.NMDistillParams(loss="ce", patterns=("2:4",)), "finetune": FT, "train": p["tp"]},
         dense=p["dense"], pruned=p["pruned"], train=p["data"]["train"], val=p["data"]["val"], test=p["data"]["test"],
     )
-    got, want = nm.unpack_variants(ce["weights"])["2:4_v1"], nm.unpack_variants(p["finetuned"])["2:4_v1"]
+    got, want = unpack_groups(ce["weights"])["2:4_v1"], unpack_groups(p["finetuned"])["2:4_v1"]
     for seed in (0, 1):
         for k in want[seed]:
             assert torch.equal(got[seed][k], want[seed][k]), f"seed {seed} {k}"
@@ -129,11 +131,9 @@ def test_audit_table_rows_columns_and_ranges(pipeline, audited):
 
 def test_audit_matches_the_shared_cores(pipeline, audited):
     """One row of the table equals audit_models + calibration_audit called directly."""
-    from tasks.audit import audit_models, calibration_audit
-    from tasks.train import init_model, num_classes
 
     p, (ap, out) = pipeline, audited
-    sd = nm.unpack_variants(p["kd"]["weights"])["2:4_v1"][1]
+    sd = unpack_groups(p["kd"]["weights"])["2:4_v1"][1]
     model = init_model(p["tp"].model, p["data"]["train"], num_classes(p["data"]["train"]), 1)
     model.load_state_dict(sd)
     mia = audit_models(model, p["data"]["train"], p["data"]["test"], ("loss",), fprs=(ap.fpr,), n_boot=ap.n_boot, seed=1)

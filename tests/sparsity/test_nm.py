@@ -5,8 +5,9 @@ import torch
 
 from kernels.nm import NMWeight
 from models import ModelSpec
+from tasks.train import unpack_groups
 from tasks.data_prep import DataParams, prepare
-from tasks.methods import nm_magnitude as nm
+from tasks.sparsity import nm
 from tasks.train import OptimParams, TrainParams, train, unpack_seeds
 
 
@@ -30,7 +31,7 @@ def test_prune_keeps_exactly_n_of_m_and_the_largest(tiny):
     data, tp, dense = tiny
     pp = nm.PruneParams(patterns=("2:4", "1:8"), vectors=(1, 8))
     out = nm.prune({"prune": pp, "train": tp}, dense=dense, train=data["train"])
-    variants = nm.unpack_variants(out["weights"])
+    variants = unpack_groups(out["weights"])
     assert set(variants) == {"2:4_v1", "2:4_v8", "1:8_v1", "1:8_v8"}
     orig = unpack_seeds(dense)
     for var, seeds in variants.items():

@@ -20,94 +20,15 @@ Papers:
     * Yang et al. (2024), "Dual-Head Knowledge Distillation: Enhancing Logits Utilization with an
       Auxiliary Head" (arXiv 2411.08937).
 The negative-flip (margin preserving) and graph-on-logits (InfiGFusion) losses live in
-``tasks/methods/negative_flips.py`` and ``tasks/methods/gld.py`` and register here too.
+``flips.py`` and ``gld.py`` next to this file and register in the same registry.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch.nn import functional as F
 
-from tasks.errors import ReprolabError
-
-# --------------------------------------------------------------------------------------------
-# PLATFORM: the registry
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LossEntry:
-    """A registered loss.
-
-    Attributes:
-        name: registry key (what ``params.yaml`` names).
-        fn: the loss function.
-        heads: 1 = the student gives one logits tensor; 2 = a ``(main, aux)`` tuple.
-        min_teachers: how many teacher logits the loss needs (0 = plain supervised).
-    """
-
-    name: str
-    fn: Callable[..., torch.Tensor]
-    heads: int = 1
-    min_teachers: int = 1
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        sig = inspect.signature(self.fn)
-        return tuple(p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY)
-
-
-_LOSSES: dict[str, LossEntry] = {}
-
-
-def register_loss(name: str, heads: int = 1, min_teachers: int = 1):
-    """Register ``fn(student, y, teachers, *, **params)`` under ``name``; duplicates raise."""
-
-    def deco(fn):
-        if name in _LOSSES:
-            raise ReprolabError(f"loss {name!r} is already registered")
-        _LOSSES[name] = LossEntry(name, fn, heads, min_teachers)
-        return fn
-
-    return deco
-
-
-def get_loss(name: str) -> LossEntry:
-    """The registered loss ``name``; unknown names raise listing what is registered."""
-    _import_all()
-    if name not in _LOSSES:
-        raise ReprolabError(f"unknown loss {name!r}; registered losses: {sorted(_LOSSES)}")
-    return _LOSSES[name]
-
-
-def registered_losses() -> list[str]:
-    _import_all()
-    return sorted(_LOSSES)
-
-
-def check_loss_params(name: str, params: dict) -> None:
-    """Raise naming any key of ``params`` that loss ``name`` does not take, or a bad value."""
-    entry = get_loss(name)
-    unknown = sorted(set(params) - set(entry.param_names))
-    if unknown:
-        raise ReprolabError(
-            f"loss {name!r} got unknown params {unknown}; it takes {sorted(entry.param_names)}"
-        )
-    for key in ("temperature", "tau", "logit_temperature"):
-        if key in params and not float(params[key]) > 0:
-            raise ReprolabError(f"loss {name!r}: {key} must be > 0, got {params[key]!r}")
-    if "top_k" in params and not (isinstance(params["top_k"], int) and params["top_k"] >= 1):
-        raise ReprolabError(f"loss {name!r}: top_k must be an integer >= 1, got {params['top_k']!r}")
-
-
-def _import_all() -> None:
-    # NOTE: the other method modules register their losses on import.
-    from tasks.methods import gld, negative_flips  # noqa: F401
-
+from tasks.distill.losses.registry import register_loss
 
 # --------------------------------------------------------------------------------------------
 # PAPER: building blocks
