@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
-from tasks import artifacts  # noqa: E402
+from tasks.platform import artifacts  # noqa: E402
 from tasks.distill.losses.gld import coactivation_graph, gw_best_permutation, gw_exact_pot, gw_sort  # noqa: E402
 
 

@@ -24,8 +24,8 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.artifacts import check_schema
-from tasks.errors import ArtifactError
+from tasks.platform.artifacts import check_schema
+from tasks.platform.errors import ArtifactError
 
 DATASETS = ("digits", "mnist1d", "breast_cancer")
 FEATURES = {"digits": 64, "mnist1d": 40, "breast_cancer": 30}  # input width of each dataset

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import ModelSpec, build_model
 from tasks.data_prep import num_features, table_to_tensors
-from tasks.errors import ArtifactError
+from tasks.platform.errors import ArtifactError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

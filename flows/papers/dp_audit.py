@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.papers import dp_audit as dp
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 
 
 class DPAuditParams(BaseModel):

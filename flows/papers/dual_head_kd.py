@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from tasks.distill.arms import KDPaperParams, kd_stages
 from tasks.papers.dual_head_kd import report_dual_head
-from tasks.stage import Paper, register_paper
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "binary_kl", "kd_binary_kl", "dual_head")
 

@@ -30,7 +30,7 @@ from tasks.distill.arms import (
     prepare_stage,
 )
 from tasks.papers import infigfusion as ig
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "kd_fused", "gld")

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from tasks.distill.arms import KDPaperParams, kd_stages
 from tasks.papers.logit_standardization import report_logit_standardization
-from tasks.stage import Paper, register_paper
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "kd_t2w9", "kd_ls", "dkd", "dkd_ls")
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.papers import mia_benchmark as mb
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 
 DATASETS = ("digits", "breast_cancer", "mnist1d")
 

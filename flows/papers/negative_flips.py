@@ -31,7 +31,7 @@ from tasks.distill.arms import (
     prepare_stage,
 )
 from tasks.papers import negative_flips as nf
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "focal_kd_old", "mpt_nobias", "mpt")

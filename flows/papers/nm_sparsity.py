@@ -26,7 +26,7 @@ from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.papers import nm_sparsity as nmr
 from tasks.sparsity import nm
 from tasks.sparsity import serving as nm_serving
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import OptimParams, TrainParams, train
 
 DATASETS = ("digits", "mnist1d")

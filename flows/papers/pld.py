@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from tasks.distill.arms import KDPaperParams, kd_stages
 from tasks.papers.pld import report_pld
-from tasks.stage import Paper, register_paper
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "pld")
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.audit.text_detect import TextDetectParams, text_detection_audit
 from tasks.papers.text_detection import TextReportParams, report_text
-from tasks.stage import Paper, Stage, register_paper
+from tasks.platform.stage import Paper, Stage, register_paper
 
 
 class TextDetectionParams(BaseModel):

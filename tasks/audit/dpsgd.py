@@ -40,9 +40,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from models import ModelSpec, build_model
+from tasks.audit import dp as dp_audit
 from tasks.audit.mia import auc, true_label_logprob
 from tasks.data_prep import make_table, num_features, table_to_tensors
-from tasks.audit import dp as dp_audit
 from tasks.train import accuracy_and_loss
 
 

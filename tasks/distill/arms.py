@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.distill.distill import DistillParams, DistillSetup, distill
-from tasks.errors import ParamsError, ReprolabError
-from tasks.stage import Stage
+from tasks.platform.errors import ParamsError, ReprolabError
+from tasks.platform.stage import Stage
 from tasks.train import TrainParams, train
 
 

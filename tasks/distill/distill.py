@@ -21,7 +21,7 @@ from torch import nn
 from models import ModelSpec
 from tasks.data_prep import num_features
 from tasks.distill.losses import check_loss_params, get_loss
-from tasks.errors import ArtifactError, ParamsError, ReprolabError
+from tasks.platform.errors import ArtifactError, ParamsError, ReprolabError
 from tasks.train import (
     OptimParams,
     accuracy_and_loss,

@@ -20,8 +20,8 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from tasks.evaluation.seeds import arm_table, comparison_table, describe, paired, per_seed, summary_metrics, verdict
-from tasks.errors import ReprolabError
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.errors import ReprolabError
+from tasks.platform.report import Claim, Report, report_outputs
 
 METRIC = "test.acc"
 

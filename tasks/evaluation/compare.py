@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.evaluation.seeds import require_columns, values_by_key
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 from tasks.evaluation.rliable import difference_ci
 
 __all__ = ["CompareResult", "compare_metrics", "compare_predictions", "compare_runs"]
@@ -71,7 +71,7 @@ class CompareResult:
 
     def to_markdown(self, name_a: str = "A", name_b: str = "B", max_items: int = 50) -> str:
         """Human-readable summary (the CLI prints this)."""
-        from tasks.report import table_markdown
+        from tasks.platform.report import table_markdown
 
         moved = self.moved()
         neg = self.negative_flips()
@@ -271,7 +271,7 @@ def compare_dirs(
     metrics: Sequence[str] | None = None,
 ) -> dict[str, CompareResult]:
     """`compare_runs` for every evaluate directory the two runs share."""
-    from tasks.artifacts import read
+    from tasks.platform.artifacts import read
 
     out = {}
     for rel in find_pairs(run_a, run_b, results_name):
@@ -315,7 +315,7 @@ def cli(args) -> int:
     text = "\n".join(parts)
     print(text, end="")
     if args.out:
-        from tasks.artifacts import write
+        from tasks.platform.artifacts import write
 
         write(args.out, text)
     changed = any(r.moved().num_rows or r.negative_flips().num_rows for r in results.values())

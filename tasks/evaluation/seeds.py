@@ -23,13 +23,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from tasks.errors import ReprolabError
 from tasks.evaluation import rliable
 from tasks.evaluation.irt import IRTFit, fit_2pl, item_separation
 from tasks.evaluation.rliable import bootstrap_ci, paired_difference
+from tasks.platform.errors import ReprolabError
 
 if TYPE_CHECKING:
-    from tasks.report import Claim
+    from tasks.platform.report import Claim
 
 __all__ = [
     "aggregate_table",

@@ -17,7 +17,7 @@ from models import ModelSpec
 from tasks.audit import dp
 from tasks.audit.dpsgd import DPSGDParams, canary_audit, make_canaries, many_run_scores
 from tasks.evaluation.seeds import claims_metrics
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.report import Claim, Report, report_outputs
 from tasks.train import num_classes, torch_threads
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.distill.kd_report import _setting, build, claim_better, collect, teacher_values
 from tasks.evaluation.seeds import describe, paired
-from tasks.report import Claim
+from tasks.platform.report import Claim
 
 
 DH_LABELS = {

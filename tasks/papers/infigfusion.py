@@ -11,7 +11,7 @@ from __future__ import annotations
 from tasks.data_prep import num_features
 from tasks.distill.losses.gld import coactivation_graph, gw_exact_pot, gw_sort
 from tasks.evaluation.seeds import arm_table, comparison_table, describe, paired, per_seed, verdict
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.report import Claim, Report, report_outputs
 from tasks.train import head_classes, load_model, predict_logits, unpack_seeds
 
 

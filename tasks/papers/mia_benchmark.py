@@ -31,7 +31,7 @@ from tasks.audit.shadows import (
 )
 from tasks.data_prep import num_features
 from tasks.evaluation.seeds import ci_text, claims_metrics
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.report import Claim, Report, report_outputs
 from tasks.sparsity import nm
 from tasks.sparsity.nm import PruneParams
 from tasks.train import (

@@ -12,9 +12,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.data_prep import num_features, table_to_tensors
-from tasks.errors import ReprolabError
 from tasks.evaluation.seeds import arm_table, comparison_table, describe, paired, per_seed, verdict
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.errors import ReprolabError
+from tasks.platform.report import Claim, Report, report_outputs
 from tasks.train import head_classes, load_model, predict_logits, unpack_seeds
 
 

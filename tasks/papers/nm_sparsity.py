@@ -50,7 +50,7 @@ from tasks.evaluation.seeds import (
     score_matrices,
     verdict,
 )
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.report import Claim, Report, report_outputs
 from tasks.sparsity import nm
 from tasks.sparsity.nm import PruneParams, parse_pattern, pick_variants, variant_name
 from tasks.train import (
@@ -408,7 +408,7 @@ def recovery_section(
 
     Returns:
         ``table`` (audit summary), ``recovery`` (distilled - fine-tuned test accuracy per
-        dataset and variant), ``claims`` (list of ``tasks.report.Claim``, labelled as our
+        dataset and variant), ``claims`` (list of ``tasks.platform.report.Claim``, labelled as our
         checks), ``figure`` and ``metrics``.
     """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.distill.kd_report import _setting, build, claim_better, collect, teacher_values
-from tasks.report import Claim
+from tasks.platform.report import Claim
 
 
 PLD_LABELS = {

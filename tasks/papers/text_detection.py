@@ -11,7 +11,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.evaluation.seeds import claims_metrics
-from tasks.report import Claim, Report, report_outputs
+from tasks.platform.report import Claim, Report, report_outputs
 
 
 class TextReportParams(BaseModel):

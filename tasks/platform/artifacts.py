@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.errors import ArtifactError
+from tasks.platform.errors import ArtifactError
 
 TEXT_EXTS = {".md", ".html", ".txt"}
 EXTS = {".parquet", ".safetensors", ".json", ".png", *TEXT_EXTS}

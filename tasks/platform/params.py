@@ -12,7 +12,7 @@ Layout (plain data, no executable tags)::
         <paper>: {...}
 
 Every paper section is validated with its pydantic model (``extra="forbid"``) before
-any work starts; a failure raises :class:`~tasks.errors.ParamsError` naming the key
+any work starts; a failure raises :class:`~tasks.platform.errors.ParamsError` naming the key
 path and the offending value.
 """
 
@@ -27,9 +27,9 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.errors import ParamsError
+from tasks.platform.errors import ParamsError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = ROOT / "params.yaml"
 RESERVED = {"defaults", "profiles", "dvc_profile"}
 PROFILES = ("smoke", "full")

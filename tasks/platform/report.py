@@ -205,7 +205,7 @@ def publish(
     PNG figures and ``claims.json`` found in ``report_dir``, and ``lineage.json``. Every write
     is atomic. Returns the path of ``report.md``.
     """
-    from tasks import artifacts
+    from tasks.platform import artifacts
 
     text = artifacts.read(report_dir / "report.md").rstrip() + "\n\n" + lineage_markdown(lineage, stages)
     for f in sorted(report_dir.iterdir()):
@@ -224,9 +224,9 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
         root: the reports directory (``reports/``); ``root/<paper>/claims.json`` and
             ``lineage.json`` are read where they exist (verdict counts show "?" for a published
             report without ``claims.json``).
-        papers: registry name -> object with ``title`` and ``arxiv`` (``tasks.stage.Paper``).
+        papers: registry name -> object with ``title`` and ``arxiv`` (``tasks.platform.stage.Paper``).
     """
-    from tasks import artifacts
+    from tasks.platform import artifacts
 
     out = ["# reprolab: reproduction reports", "",
            "Every registered paper with the verdicts of its latest published run.", "",
@@ -259,7 +259,7 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
 
 def write_index(root: Path, papers: Mapping[str, Any]) -> Path:
     """Write ``root/index.md`` and ``root/index.html`` (atomically); return the markdown path."""
-    from tasks import artifacts
+    from tasks.platform import artifacts
 
     text = render_index(root, papers)
     artifacts.write(root / "index.md", text)

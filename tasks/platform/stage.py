@@ -2,7 +2,7 @@
 
 A :class:`Stage` names its compute core, its params sections, its named inputs
 (``"<stage>.<output>"`` of the same paper) and its outputs (file names whose extension
-fixes the format, see :mod:`tasks.artifacts`). A :class:`Paper` is an ordered tuple of
+fixes the format, see :mod:`tasks.platform.artifacts`). A :class:`Paper` is an ordered tuple of
 stages plus the pydantic model of its ``params.yaml`` section.
 
 :func:`run_stage` is the only code that turns a core into files. Prefect (``flows/run.py``),
@@ -25,9 +25,9 @@ from typing import Any, Callable, Mapping
 import pyarrow as pa
 from pydantic import BaseModel
 
-from tasks import artifacts
-from tasks.errors import ArtifactError, ReprolabError
-from tasks.params import ROOT, get_path, params_hash
+from tasks.platform import artifacts
+from tasks.platform.errors import ArtifactError, ReprolabError
+from tasks.platform.params import ROOT, get_path, params_hash
 
 Schema = pa.Schema | Callable[[pa.Table, str], None]
 # The shared layers every stage's code hash and dvc.yaml deps cover; a paper's own modules

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel
 
-from tasks.params import ROOT, params_hash
+from tasks.platform.params import ROOT, params_hash
 
 PACKAGES = ("torch", "lightning", "prefect", "mlflow", "dvc", "numpy", "pandas", "pyarrow", "pydantic", "triton")
 MAX_ARTIFACT_BYTES = 50 * 2**20
@@ -133,7 +133,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_stage(self, result, params_section: Any, cached: bool) -> str | None:
-        """A nested run for one stage result (``tasks.stage.StageResult``)."""
+        """A nested run for one stage result (``tasks.platform.stage.StageResult``)."""
         if not self.on:
             return None
         from mlflow.entities import Metric

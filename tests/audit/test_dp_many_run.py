@@ -109,8 +109,8 @@ def test_params_errors_name_key_and_value() -> None:
 
 def test_params_error_names_key_path() -> None:
     from flows.papers import discover
-    from tasks.errors import ParamsError
-    from tasks.params import load_all
+    from tasks.platform.errors import ParamsError
+    from tasks.platform.params import load_all
 
     papers = discover()
     bad = {"dp_audit": {"dpsgd_many": {"n_models": 1}}}

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from models import ModelSpec
-from tasks import artifacts
+from tasks.platform import artifacts
 from tasks.data_prep import DataParams, prepare
 from tasks.distill.distill import DistillParams, distill, validate_params
 from tasks.train import masks_from_zeros
-from tasks.errors import ArtifactError, ParamsError
+from tasks.platform.errors import ArtifactError, ParamsError
 from tasks.train import TrainParams, pack_seeds, train, unpack_seeds
 
 TINY = dict(max_epochs=2, batch_size=32, lr=1e-2)

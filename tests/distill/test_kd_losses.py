@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 from tasks.distill import losses
 from tasks.distill.losses import kd as K
 

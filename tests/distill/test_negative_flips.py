@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from tasks.data_prep import make_table
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 from tasks.distill.losses import flips as NF
 from tasks.papers import negative_flips as nfp
 

@@ -97,7 +97,7 @@ def test_bad_input() -> None:
 
 
 def _write_run(root, acc_shift: float, flip: bool) -> None:
-    from tasks.artifacts import write
+    from tasks.platform.artifacts import write
 
     d = root / "evaluate_digits"
     rows = [("dense", s, 0.95 + 0.002 * s + acc_shift, 0.2) for s in range(3)]

@@ -8,11 +8,11 @@ import torch
 
 from models import ModelSpec
 from tasks.train import unpack_groups
-from tasks import artifacts
+from tasks.platform import artifacts
 from tasks.audit.shadows import audit_models, calibration_audit
 from tasks.data_prep import DataParams, prepare
 from tasks.papers import nm_sparsity as nmr
-from tasks.report import Claim
+from tasks.platform.report import Claim
 from tasks.sparsity import nm
 from tasks.train import OptimParams, TrainParams, init_model, num_classes, train, unpack_seeds
 

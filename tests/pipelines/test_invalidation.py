@@ -11,15 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 # Runs inside a copy of the source tree: every stage key of every paper, then again after each
 # whitespace edit named on the command line; prints {edited file: [papers whose keys changed]}.
 KEYS = """
 import json, sys
 from flows.papers import discover
-from tasks import stage
-from tasks.params import ROOT, load_all
+from tasks.platform import stage
+from tasks.platform.params import ROOT, load_all
 
 papers = discover()
 params = load_all({n: p.params_model for n, p in papers.items()}, "smoke")

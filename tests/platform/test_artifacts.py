@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from tasks import artifacts
-from tasks.errors import ArtifactError
+from tasks.platform import artifacts
+from tasks.platform.errors import ArtifactError
 
 
 def test_round_trip_each_format(tmp_path):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pytest
 
-from tasks import artifacts
-from tasks.report import (
+from tasks.platform import artifacts
+from tasks.platform.report import (
     Claim,
     Report,
     claims_json,

@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from tasks import artifacts
-from tasks.errors import ArtifactError
-from tasks.stage import Paper, Stage, register_paper, run_stage, store_dir, stage_key, resolve_inputs
+from tasks.platform import artifacts
+from tasks.platform.errors import ArtifactError
+from tasks.platform.stage import Paper, Stage, register_paper, run_stage, store_dir, stage_key, resolve_inputs
 
 CALLS = {"double": 0}
 

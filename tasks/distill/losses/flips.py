@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from tasks.distill.losses.registry import register_loss
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 
 # --------------------------------------------------------------------------------------------
 # PAPER: the losses

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 
 
 @dataclass(frozen=True)
