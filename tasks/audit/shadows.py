@@ -230,5 +230,3 @@ def calibration_audit(
 # ---------------------------------------------------------------------------------------
 # PLATFORM: auditing compressed models (composes nm_sparsity's prune + finetune cores)
 # ---------------------------------------------------------------------------------------
-
-

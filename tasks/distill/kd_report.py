@@ -76,7 +76,8 @@ def build(
     return {**report_outputs(rep), "summary": table, "metrics": metrics}
 
 
-def _setting(vals: Mapping[str, Mapping[int, float]]) -> str:
+def setting(vals: Mapping[str, Mapping[int, float]]) -> str:
+    """The shared-setting sentence of a KD report (seeds per arm and what every arm shares)."""
     n = len(next(iter(vals.values())))
     return f"{n} seeds per arm, every arm with the same data, teacher, student, epochs and optimiser"
 

@@ -286,7 +286,6 @@ def difference_ci(
     return _percentile_interval(float(fn(arms[1]) - fn(arms[0])), rep_b - rep_a, alpha)
 
 
-
 def paired_difference(
     a: Mapping[object, float],
     b: Mapping[object, float],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.distill.kd_report import _setting, build, claim_better, collect, teacher_values
+from tasks.distill.kd_report import setting, build, claim_better, collect, teacher_values
 from tasks.evaluation.seeds import describe, paired
 from tasks.platform.report import Claim
 
@@ -55,7 +55,7 @@ def report_dual_head(params: Any, **arms: Any) -> dict[str, Any]:
         "Dual-Head Knowledge Distillation: Enhancing Logits Utilization with an Auxiliary Head",
         "dual_head_kd",
         "2411.08937",
-        f"Teacher MLP -> small student MLP; the four loss placements of the paper plus CE alone ({_setting(vals)}).",
+        f"Teacher MLP -> small student MLP; the four loss placements of the paper plus CE alone ({setting(vals)}).",
         claims,
         vals,
         DH_LABELS,

@@ -7,7 +7,6 @@ The GLD loss itself is :mod:`tasks.distill.losses.gld`.
 from __future__ import annotations
 
 
-
 from tasks.data_prep import num_features
 from tasks.distill.losses.gld import coactivation_graph, gw_exact_pot, gw_sort
 from tasks.evaluation.seeds import arm_table, comparison_table, describe, paired, per_seed, verdict

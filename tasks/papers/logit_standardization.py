@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.distill.kd_report import _setting, build, claim_better, collect, teacher_values
+from tasks.distill.kd_report import setting, build, claim_better, collect, teacher_values
 
 
 LS_LABELS = {
@@ -53,7 +53,7 @@ def report_logit_standardization(params: Any, **arms: Any) -> dict[str, Any]:
         "logit_standardization",
         "2403.01427",
         "Teacher MLP -> small student MLP on a real offline dataset; students distilled with "
-        f"vanilla KD, KD + logit standardization and DKD with/without it ({_setting(vals)}).",
+        f"vanilla KD, KD + logit standardization and DKD with/without it ({setting(vals)}).",
         claims,
         vals,
         LS_LABELS,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.distill.kd_report import _setting, build, claim_better, collect, teacher_values
+from tasks.distill.kd_report import setting, build, claim_better, collect, teacher_values
 from tasks.platform.report import Claim
 
 
@@ -47,7 +47,7 @@ def report_pld(params: Any, **arms: Any) -> dict[str, Any]:
         "PLD: A Choice-Theoretic List-Wise Knowledge Distillation",
         "pld",
         "2506.12542",
-        f"Teacher MLP -> small student MLP; CE alone, CE + KD and PLD ({_setting(vals)}). "
+        f"Teacher MLP -> small student MLP; CE alone, CE + KD and PLD ({setting(vals)}). "
         "Homogeneous pair only (MLP -> MLP).",
         claims,
         vals,

@@ -5,7 +5,6 @@ The audit itself (character LMs, detector and MIA statistics) is :mod:`tasks.aud
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field

@@ -301,8 +301,6 @@ def evaluate(
     return {"results": results, "predictions": pa.concat_tables(preds)}
 
 
-
-
 def pick_variants(available, patterns: tuple[str, ...] | None, vectors: tuple[int, ...], what: str) -> list[str]:
     """The variants (``"<n>:<m>_v<v>"``) of ``available`` with v in ``vectors`` (and pattern in
     ``patterns`` unless ``None``), in the prune stage's order; raises if none is left."""
