@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             if "report" in summary:
                 print(f"   report:  {summary['report']}  (and .html)")
         from flows.run import HOME
-        from tasks import tracking
+        from tasks.platform import tracking
 
         print("\nWhere to look:")
         print(f"   MLflow UI:   mlflow ui --backend-store-uri {tracking.tracking_uri()}   (or: make ui)")

@@ -1,14 +1,14 @@
 """Prefect over the stage shell: one flow per paper, one cached task per stage, MLflow runs.
 
-* Each stage runs as a Prefect task wrapping :func:`tasks.stage.run_stage` (the same
-  function the DVC CLI calls). Its cache key is :func:`tasks.stage.stage_key`: the bytes of
+* Each stage runs as a Prefect task wrapping :func:`tasks.platform.stage.run_stage` (the same
+  function the DVC CLI calls). Its cache key is :func:`tasks.platform.stage.stage_key`: the bytes of
   its input files, its params sections, the source of ``tasks/``, ``models/``, ``kernels/``
   and the paper module. NOTE: Prefect 3's default policy includes the run id, hashes a Path
   argument as a string and ignores callees' source, so we build the key ourselves. The key
   is only offered while the stage's store directory is intact, so a deleted or damaged
   output is recomputed rather than served from a stale cache record.
 * Results persist as JSON (no pickle) under ``$REPROLAB_HOME/prefect-results``.
-* Transient failures retry; bad input (:class:`tasks.errors.ReprolabError`) fails at once.
+* Transient failures retry; bad input (:class:`tasks.platform.errors.ReprolabError`) fails at once.
 * MLflow: one parent run per flow run (headline metrics, verdict counts, Prefect flow-run id,
   overrides), one nested run per stage (cached stages too, linked to the run that computed them).
 """
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 HOME = Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab"))
 os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(HOME / "prefect-results"))
@@ -34,11 +34,11 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 
-from tasks import artifacts, tracking  # noqa: E402
-from tasks.errors import ReprolabError  # noqa: E402
-from tasks.params import load_all  # noqa: E402
-from tasks.report import publish  # noqa: E402
-from tasks.stage import (  # noqa: E402
+from tasks.platform import artifacts, tracking  # noqa: E402
+from tasks.platform.errors import ReprolabError  # noqa: E402
+from tasks.platform.params import load_all  # noqa: E402
+from tasks.platform.report import publish  # noqa: E402
+from tasks.platform.stage import (  # noqa: E402
     Paper,
     StageResult,
     _verify_manifest,
@@ -104,7 +104,7 @@ def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str,
 
 def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[str, str]) -> Path | None:
     """Publish the paper's ``report`` stage output with a banner and lineage section, and
-    rebuild ``reports/index.md``/``.html``, as one unit (:func:`tasks.report.publish`).
+    rebuild ``reports/index.md``/``.html``, as one unit (:func:`tasks.platform.report.publish`).
 
     The full profile without overrides goes to ``reports/<paper>/`` (the paper's verdicts);
     smoke and override runs go to ``reports/<paper>/runs/<label>/`` and never replace them.
@@ -189,7 +189,7 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
 
 
 def params_hash_of(params) -> str:
-    from tasks.params import params_hash
+    from tasks.platform.params import params_hash
 
     return params_hash(params)
 
@@ -234,6 +234,6 @@ def build_deployments(papers: list[Paper], cron: str = NIGHTLY_CRON, timezone: s
 
 def clear_store(paper: Paper) -> None:
     """Delete a paper's store (forces recomputation of every stage)."""
-    from tasks.stage import store_root
+    from tasks.platform.stage import store_root
 
     shutil.rmtree(store_root() / paper.name, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Tests for tasks/compare.py on tiny hand-built tables."""
+"""Tests for tasks/evaluation/compare.py on tiny hand-built tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel
 
-from tasks.compare import compare_metrics, compare_predictions, compare_runs
+from tasks.evaluation.compare import compare_metrics, compare_predictions, compare_runs
 
 
 def results(rows: list[tuple[str, int, float, float]]) -> pa.Table:
@@ -98,7 +98,7 @@ def test_bad_input() -> None:
 
 
 def _write_run(root, acc_shift: float, flip: bool) -> None:
-    from tasks.artifacts import write
+    from tasks.platform.artifacts import write
 
     d = root / "evaluate_digits"
     rows = [("dense", s, 0.95 + 0.002 * s + acc_shift, 0.2) for s in range(3)]
@@ -149,7 +149,7 @@ class _Params(BaseModel):
 # ---- runs named as users know them: MLflow run ids, Prefect flow-run names, <paper>@latest ----
 @pytest.fixture(scope="module")
 def _template_db(tmp_path_factory):
-    from tasks import tracking
+    from tasks.platform import tracking
 
     path = tmp_path_factory.mktemp("mlflow") / "template.db"
     tracking.ensure_store(f"sqlite:///{path}")
@@ -158,8 +158,8 @@ def _template_db(tmp_path_factory):
 
 def _tracked_run(tmp_path, monkeypatch, flow_run_name: str, key: str, acc_shift: float, flip: bool) -> str:
     """One pipeline run as the flow records it: a store dir for evaluate_digits + MLflow runs."""
-    from tasks import artifacts, tracking
-    from tasks.stage import MANIFEST, StageResult, store_root
+    from tasks.platform import artifacts, tracking
+    from tasks.platform.stage import MANIFEST, StageResult, store_root
 
     d = store_root() / "toy" / "evaluate_digits" / key[:24]
     _write_run(tmp_path / "src" / key, acc_shift, flip)
@@ -182,7 +182,7 @@ def test_cli_compare_by_mlflow_run_id_flow_run_name_and_paper_at(tmp_path, monke
     import shutil
 
     from tasks.__main__ import main
-    from tasks.stage import store_root
+    from tasks.platform.stage import store_root
 
     shutil.copy(_template_db, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.papers import discover
-from tasks import artifacts
-from tasks.stage import StageResult, _verify_manifest
+from tasks.platform import artifacts
+from tasks.platform.stage import StageResult, _verify_manifest
 
 PAPERS = discover()
 
@@ -36,7 +36,7 @@ def _run(paper, **kw):
 
 def _results(summary):
     from flows.run import _stage_args  # noqa: F401  (same import path as the flow)
-    from tasks.stage import store_dir
+    from tasks.platform.stage import store_dir
 
     paper = PAPERS[summary["paper"]]
     out = {}
