@@ -1,0 +1,440 @@
+/* Weight-only int4/int8 (optionally N:M sparse) x fp32 dense on CPU, called through ctypes by
+ * kernels/quant/native.py. Format: kernels/quant/format.py.
+ *
+ * y[b, o] = sum_k x[b, k] * s[o, k / g] * (u[o, k] - z[o, k / g])
+ *
+ * u: unsigned codes, int8 one per byte, int4 two per byte (code 2j low nibble, 2j+1 high nibble);
+ * s: fp16 or fp32 scales (out, in / g); z: uint8 zero points (out, in / g), or the constant
+ * 2^(bits-1) when zeros == NULL (symmetric, offset-binary codes).
+ *
+ * Plan: rows in tiles of 4. For each tile and each k-block of KB codes, the 4 rows are dequantized
+ * once into an L1 buffer (exactly the reference's s * (u - z) in fp32, vectorised: 16 codes per
+ * step, int4 nibbles unpacked in order with one byte-duplicating unpack + per-lane shift), then a
+ * 4-row x NB-batch register tile of 16-wide FMAs streams the buffer against x. The dequantization
+ * costs O(weights) once, the FMAs O(weights * batch). Accumulators live in a thread-local array of
+ * vectors across k-blocks and are reduced once per tile.
+ *
+ * N:M + quant (nmq_gemm_f32): the kept values are a quantized (out, kp) matrix; per vector block the
+ * kept columns of x are first gathered into a thread-local (batch, kp) buffer (1:2 / 2:4 with v = 1
+ * read the 2-bit packed indices with a vpermt2ps window gather, as kernels/nm/csrc/nm_cpu.c does),
+ * then the block's rows run the dense routine above against the gathered x.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#define KB 1024     /* codes per k-block: 4 rows x 1024 fp32 = 16 KiB of dequantized weights */
+#define BS (KB + 16) /* buffer row stride: rows 4 KiB apart would alias in L1 */
+#ifndef PF
+#define PF 1024    /* software prefetch distance along a row of codes, bytes */
+#endif
+#define MAXB 64     /* batch limit (checked by the caller) */
+
+static float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man) { /* subnormal half: normalise */
+        int e = -1;
+        uint32_t mm = man;
+        do { ++e; mm <<= 1; } while (!(mm & 0x400u));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((mm & 0x3ffu) << 13);
+    } else {
+        bits = sign;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+typedef struct {
+    const uint8_t *codes;  /* (rows, in * bits / 8) */
+    const void *scales;    /* (rows, in / g), fp16 or fp32 */
+    const uint8_t *zeros;  /* (rows, in / g) or NULL */
+    int64_t in, g, bits;
+    int scale_f16;
+} qmat;
+
+static inline float scale_at(const qmat *q, int64_t o, int64_t gi) {
+    const int64_t idx = o * (q->in / q->g) + gi;
+    return q->scale_f16 ? half_to_float(((const uint16_t *)q->scales)[idx]) : ((const float *)q->scales)[idx];
+}
+
+/* dst[k - k0] = s * (u[o, k] - z) for k0 <= k < k1 (k0 even for int4). One division per call; the
+ * group's scale and zero change at group boundaries only. */
+static void dequant_row(const qmat *q, int64_t o, int64_t k0, int64_t k1, float *restrict dst) {
+    const int64_t row_bytes = q->in * q->bits / 8, ngroups = q->in / q->g;
+    const uint8_t *restrict crow = q->codes + o * row_bytes;
+    const int32_t zdef = 1 << (q->bits - 1);
+    int64_t gi = k0 / q->g, gend = (gi + 1) * q->g, k = k0;
+#if defined(__AVX512F__)
+    const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    const __m512i low4 = _mm512_set1_epi32(15);
+#endif
+    while (k < k1) {
+        if (k == gend) { /* next group */
+            ++gi;
+            gend += q->g;
+        }
+        const int64_t lim = gend < k1 ? gend : k1;
+        const int64_t idx = o * ngroups + gi;
+#if defined(__F16C__)
+        const float s = q->scale_f16 ? _cvtsh_ss(((const uint16_t *)q->scales)[idx]) : ((const float *)q->scales)[idx];
+#else
+        const float s = scale_at(q, o, gi);
+#endif
+        const int32_t z = q->zeros ? q->zeros[idx] : zdef;
+#if defined(__AVX512F__)
+        const __m512 vs = _mm512_set1_ps(s);
+        const __m512i vz = _mm512_set1_epi32(z);
+        if (q->bits == 8) {
+            for (; k + 16 <= lim; k += 16) {
+                const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow + k)));
+                _mm512_storeu_ps(dst + (k - k0), _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(u, vz)), vs));
+            }
+        } else {
+            for (; k + 16 <= lim; k += 16) { /* 8 bytes -> 16 codes in order */
+                const __m128i b8 = _mm_loadl_epi64((const __m128i *)(crow + k / 2));
+                __m512i u = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b8, b8)); /* byte j in lanes 2j, 2j+1 */
+                u = _mm512_and_si512(_mm512_srlv_epi32(u, shifts), low4);
+                _mm512_storeu_ps(dst + (k - k0), _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(u, vz)), vs));
+            }
+        }
+#endif
+        for (; k < lim; ++k) {
+            const int32_t u = q->bits == 8 ? crow[k] : (crow[k >> 1] >> ((k & 1) * 4)) & 15;
+            dst[k - k0] = s * (float)(u - z);
+        }
+    }
+}
+
+#if defined(__AVX512F__)
+/* acc[r][b] += w_r . x_b over len (len % 16 == 0) for R rows and NB batch rows */
+static inline __attribute__((always_inline)) void tile_fma(const float *restrict w, int64_t wstride,
+                                                           const float *restrict x, int64_t xstride,
+                                                           int64_t len, __m512 *restrict acc, int R, int NB) {
+    __m512 a[4][4];
+    for (int r = 0; r < R; ++r)
+        for (int b = 0; b < NB; ++b) a[r][b] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < len; k += 16) {
+        __m512 wv[4];
+        for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_ps(w + r * wstride + k);
+        for (int b = 0; b < NB; ++b) {
+            const __m512 xv = _mm512_loadu_ps(x + b * xstride + k);
+            for (int r = 0; r < R; ++r) a[r][b] = _mm512_fmadd_ps(wv[r], xv, a[r][b]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int b = 0; b < NB; ++b) acc[r * MAXB + b] = _mm512_add_ps(acc[r * MAXB + b], a[r][b]);
+}
+#endif
+
+#if defined(__AVX512F__)
+/* 16 codes of row crow starting at code k (k even for int4) minus the zero point, as fp32 */
+static inline __attribute__((always_inline)) __m512 codes16(const uint8_t *restrict crow, int64_t k,
+                                                            int bits, __m512i vz) {
+    __m512i u;
+    if (bits == 8) {
+        u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow + k)));
+    } else {
+        const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+        const __m128i b8 = _mm_loadl_epi64((const __m128i *)(crow + k / 2));
+        u = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b8, b8)); /* byte j in lanes 2j, 2j+1 */
+        u = _mm512_and_si512(_mm512_srlv_epi32(u, shifts), _mm512_set1_epi32(15));
+    }
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(u, vz));
+}
+
+/* In place, per full chunk of 32 floats: [x0 x1 ... x31] -> [x0 x2 ... x30 x1 x3 ... x31], the order
+ * in which 16 bytes of int4 codes unpack most cheaply (low nibbles, then high nibbles). */
+static void deinterleave32(float *restrict p, int64_t len) {
+    int32_t ev[16], od[16];
+    for (int l = 0; l < 16; ++l) {
+        ev[l] = 2 * l;
+        od[l] = 2 * l + 1;
+    }
+    const __m512i ie = _mm512_loadu_si512((const void *)ev), io = _mm512_loadu_si512((const void *)od);
+    for (int64_t k = 0; k + 32 <= len; k += 32) {
+        const __m512 a = _mm512_loadu_ps(p + k), b = _mm512_loadu_ps(p + k + 16);
+        _mm512_storeu_ps(p + k, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_storeu_ps(p + k + 16, _mm512_permutex2var_ps(a, io, b));
+    }
+}
+
+/* Batch 1, g % 16 == 0 (int4: g % 32 == 0 and x deinterleaved by deinterleave32): dequantization
+ * fused into the FMAs. Per group and row, t = sum (u - z) * x over the group (exact integers times
+ * x), then acc += s * t: one scale multiply per group instead of one per code, no buffer round trip.
+ * R rows (1 or 4) share each x load. */
+static inline __attribute__((always_inline)) void gemv_fused_r(const qmat *q, int64_t o0,
+                                                               const float *restrict x,
+                                                               float *restrict y, const int R) {
+    const int64_t ngroups = q->in / q->g, row_bytes = q->in * q->bits / 8;
+    const int32_t zdef = 1 << (q->bits - 1);
+    const __m512i low4 = _mm512_set1_epi32(15);
+    const uint8_t *crow[4];
+    for (int r = 0; r < R; ++r) crow[r] = q->codes + (o0 + r) * row_bytes;
+    __m512 acc[4];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t gi = 0; gi < ngroups; ++gi) {
+        __m512i vz[4];
+        __m512 t[4];
+        for (int r = 0; r < R; ++r) {
+            vz[r] = _mm512_set1_epi32(q->zeros ? q->zeros[(o0 + r) * ngroups + gi] : zdef);
+            t[r] = _mm512_setzero_ps();
+        }
+        const int64_t kend = (gi + 1) * q->g;
+        if (q->bits == 4) {
+            for (int64_t k = gi * q->g; k < kend; k += 32) { /* 16 bytes = 32 codes */
+                const __m512 xe = _mm512_loadu_ps(x + k), xo = _mm512_loadu_ps(x + k + 16);
+                for (int r = 0; r < R; ++r) {
+                    if (!(k & 127)) _mm_prefetch((const char *)(crow[r] + k / 2 + PF), _MM_HINT_T0);
+                    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow[r] + k / 2)));
+                    const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, low4), vz[r]));
+                    const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), vz[r]));
+                    t[r] = _mm512_fmadd_ps(hi, xo, _mm512_fmadd_ps(lo, xe, t[r]));
+                }
+            }
+        } else {
+            for (int64_t k = gi * q->g; k < kend; k += 16) {
+                const __m512 xv = _mm512_loadu_ps(x + k);
+                for (int r = 0; r < R; ++r) {
+                    if (!(k & 63)) _mm_prefetch((const char *)(crow[r] + k + PF), _MM_HINT_T0);
+                    t[r] = _mm512_fmadd_ps(codes16(crow[r], k, 8, vz[r]), xv, t[r]);
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            const int64_t idx = (o0 + r) * ngroups + gi;
+#if defined(__F16C__)
+            const float s = q->scale_f16 ? _cvtsh_ss(((const uint16_t *)q->scales)[idx]) : ((const float *)q->scales)[idx];
+#else
+            const float s = scale_at(q, o0 + r, gi);
+#endif
+            acc[r] = _mm512_fmadd_ps(t[r], _mm512_set1_ps(s), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) y[o0 + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+static int fused_ok(int64_t bits, int64_t g, int64_t batch) {
+    return batch == 1 && (bits == 8 ? g % 16 == 0 : g % 32 == 0);
+}
+
+static void rows_gemv_fused(const qmat *q, int64_t o0, int rows, const float *restrict x, float *restrict y) {
+    if (rows == 4) {
+        gemv_fused_r(q, o0, x, y, 4);
+    } else {
+        for (int r = 0; r < rows; ++r) gemv_fused_r(q, o0 + r, x, y, 1);
+    }
+}
+#endif
+
+/* y[b, o0 + r] for r < rows (<= 4), b < batch: rows of q against x (batch, kp) with row stride xstride */
+static void rows_gemm(const qmat *q, int64_t o0, int rows, const float *restrict x, int64_t xstride,
+                      int64_t batch, float *restrict y, int64_t ystride, float *restrict buf, void *accmem) {
+    const int64_t kp = q->in;
+    float tail[4][MAXB];
+    memset(tail, 0, sizeof tail);
+#if defined(__AVX512F__)
+    __m512 *acc = (__m512 *)accmem; /* [4][MAXB] */
+    for (int i = 0; i < 4 * MAXB; ++i) acc[i] = _mm512_setzero_ps();
+#else
+    (void)accmem;
+#endif
+    for (int64_t k0 = 0; k0 < kp; k0 += KB) {
+        const int64_t len = kp - k0 < KB ? kp - k0 : KB;
+        int64_t vlen = len & ~(int64_t)15;
+        for (int r = 0; r < rows; ++r) dequant_row(q, o0 + r, k0, k0 + len, buf + r * BS);
+#if defined(__AVX512F__)
+        if (vlen) {
+            int64_t b = 0;
+            if (rows == 4) {
+                for (; b + 4 <= batch; b += 4)
+                    tile_fma(buf, BS, x + b * xstride + k0, xstride, vlen, acc + b, 4, 4);
+                for (; b < batch; ++b) tile_fma(buf, BS, x + b * xstride + k0, xstride, vlen, acc + b, 4, 1);
+            } else {
+                for (int r = 0; r < rows; ++r) {
+                    for (b = 0; b + 4 <= batch; b += 4)
+                        tile_fma(buf + r * BS, BS, x + b * xstride + k0, xstride, vlen, acc + r * MAXB + b, 1, 4);
+                    for (; b < batch; ++b)
+                        tile_fma(buf + r * BS, BS, x + b * xstride + k0, xstride, vlen, acc + r * MAXB + b, 1, 1);
+                }
+            }
+        }
+#else
+        vlen = 0;
+#endif
+        for (int r = 0; r < rows; ++r)
+            for (int64_t b = 0; b < batch; ++b) {
+                const float *restrict wr = buf + r * BS, *restrict xb = x + b * xstride + k0;
+                float t = 0.f;
+                for (int64_t k = vlen; k < len; ++k) t += wr[k] * xb[k];
+                tail[r][b] += t;
+            }
+    }
+    for (int r = 0; r < rows; ++r)
+        for (int64_t b = 0; b < batch; ++b) {
+#if defined(__AVX512F__)
+            y[b * ystride + o0 + r] = _mm512_reduce_add_ps(acc[r * MAXB + b]) + tail[r][b];
+#else
+            y[b * ystride + o0 + r] = tail[r][b];
+#endif
+        }
+}
+
+static void *thread_alloc(size_t bytes) {
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
+/* Dense weight-only quant GEMM. Returns 0, 2 (allocation failed) or 3 (bad arguments). */
+int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scales, int scale_f16,
+                   const uint8_t *zeros, float *restrict y, int64_t out, int64_t in, int64_t bits,
+                   int64_t g, int64_t batch, int nthreads) {
+    if ((bits != 4 && bits != 8) || g < 1 || in % g || (bits == 4 && g % 2) || batch > MAXB) return 3;
+    const qmat q = {codes, scales, zeros, in, g, bits, scale_f16};
+    const int64_t tiles = (out + 3) / 4;
+    int status = 0;
+#if defined(__AVX512F__)
+    const int fused = fused_ok(bits, g, batch);
+    float *xd = NULL;
+    if (fused && bits == 4) { /* x reordered to the int4 unpack order, once per call */
+        xd = (float *)thread_alloc(sizeof(float) * (size_t)in);
+        if (!xd) return 2;
+        memcpy(xd, x, sizeof(float) * (size_t)in);
+        deinterleave32(xd, in);
+    }
+    const float *xf = xd ? xd : x;
+#endif
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
+        void *acc = thread_alloc(64 * 4 * MAXB);
+        if (!buf || !acc) {
+#pragma omp atomic write
+            status = 2;
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; ++t) {
+            if (!buf || !acc) continue;
+            const int64_t o0 = t * 4;
+            const int rows = (int)(out - o0 < 4 ? out - o0 : 4);
+#if defined(__AVX512F__)
+            if (fused) {
+                rows_gemv_fused(&q, o0, rows, xf, y);
+                continue;
+            }
+#endif
+            rows_gemm(&q, o0, rows, x, in, batch, y, out, buf, acc);
+        }
+        free(buf);
+        free(acc);
+    }
+#if defined(__AVX512F__)
+    free(xd);
+#endif
+    return status;
+}
+
+static int log2_exact(int64_t a) {
+    int s = 0;
+    while ((INT64_C(1) << s) < a) ++s;
+    return (INT64_C(1) << s) == a ? s : -1;
+}
+
+/* N:M + quant. q describes the (out, kp) kept values; off: uint8 in-group offsets (n_vec, kp) or
+ * NULL; packed: the format's bit-packed indices (used for 1:2 / 2:4, v = 1 on AVX-512 when off is
+ * NULL). Returns 0, 2 (allocation) or 3 (bad arguments). */
+int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scales, int scale_f16,
+                 const uint8_t *zeros, const uint8_t *off, const uint8_t *packed, float *restrict y,
+                 int64_t out, int64_t in, int64_t n, int64_t m, int64_t v, int64_t bits, int64_t g,
+                 int64_t batch, int nthreads) {
+    const int64_t kp = in / m * n, n_vec = (out + v - 1) / v;
+    if ((bits != 4 && bits != 8) || g < 1 || kp % g || (bits == 4 && g % 2) || batch > MAXB) return 3;
+    const int half_packed = off == NULL;
+#if defined(__AVX512F__)
+    if (half_packed && !(v == 1 && ((n == 1 && m == 2) || (n == 2 && m == 4)) && (kp * (m == 2 ? 1 : 2)) % 8 == 0))
+        return 3;
+#else
+    if (half_packed) return 3;
+#endif
+    const qmat q = {codes, scales, zeros, kp, g, bits, scale_f16};
+    const int sn = log2_exact(n), sm = log2_exact(m), pow2 = sn >= 0 && sm >= 0;
+    int status = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
+        void *acc = thread_alloc(64 * 4 * MAXB);
+        float *gx = (float *)thread_alloc(sizeof(float) * (size_t)(kp * batch + 16));
+        if (!buf || !acc || !gx) {
+#pragma omp atomic write
+            status = 2;
+        }
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < n_vec; ++blk) {
+            if (!buf || !acc || !gx) continue;
+            const int64_t r0 = blk * v, rows = (r0 + v <= out) ? v : out - r0;
+            /* gather: gx[b, k] = x[b, col(k)] */
+            for (int64_t b = 0; b < batch; ++b) {
+                const float *restrict xb = x + b * in;
+                float *restrict dst = gx + b * kp;
+                int64_t k = 0;
+#if defined(__AVX512F__)
+                if (half_packed) { /* 16 kept values come from one window of 32 inputs */
+                    const int64_t ib = m == 2 ? 1 : 2;
+                    const uint8_t *restrict prow = packed + blk * kp * ib / 8;
+                    int32_t base_arr[16], shift_arr[16];
+                    for (int l = 0; l < 16; ++l) {
+                        base_arr[l] = (int32_t)((l / n) * m);
+                        shift_arr[l] = (int32_t)(l * ib);
+                    }
+                    const __m512i base = _mm512_loadu_si512((const void *)base_arr);
+                    const __m512i shifts = _mm512_loadu_si512((const void *)shift_arr);
+                    const __m512i mask = _mm512_set1_epi32((int32_t)(m - 1));
+                    for (; k + 16 <= kp; k += 16) {
+                        const uint32_t word = ib == 2 ? *(const uint32_t *)(const void *)(prow + k / 4)
+                                                      : *(const uint16_t *)(const void *)(prow + k / 8);
+                        const __m512i ix = _mm512_add_epi32(
+                            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int32_t)word), shifts), mask), base);
+                        _mm512_storeu_ps(dst + k, _mm512_permutex2var_ps(_mm512_loadu_ps(xb + 2 * k), ix,
+                                                                         _mm512_loadu_ps(xb + 2 * k + 16)));
+                    }
+                    for (; k < kp; ++k) {
+                        const int64_t bit = k * ib;
+                        dst[k] = xb[(k / n) * m + ((prow[bit / 8] >> (bit % 8)) & (m - 1))];
+                    }
+                    continue;
+                }
+#endif
+                const uint8_t *restrict orow = off + blk * kp;
+                if (pow2) {
+                    for (; k < kp; ++k) dst[k] = xb[((k >> sn) << sm) + orow[k]];
+                } else {
+                    for (; k < kp; ++k) dst[k] = xb[(k / n) * m + orow[k]];
+                }
+            }
+#if defined(__AVX512F__)
+            if (bits == 4 && fused_ok(bits, g, batch)) deinterleave32(gx, kp);
+#endif
+            for (int64_t o = r0; o < r0 + rows; o += 4) {
+                const int tr = (int)(r0 + rows - o < 4 ? r0 + rows - o : 4);
+#if defined(__AVX512F__)
+                if (fused_ok(bits, g, batch)) {
+                    rows_gemv_fused(&q, o, tr, gx, y);
+                    continue;
+                }
+#endif
+                rows_gemm(&q, o, tr, gx, kp, batch, y, out, buf, acc);
+            }
+        }
+        free(buf);
+        free(acc);
+        free(gx);
+    }
+    return status;
+}
