@@ -67,12 +67,14 @@ static inline float scale_at(const qmat *q, int64_t o, int64_t gi) {
 }
 
 /* dst[k - k0] = s * (u[o, k] - z) for k0 <= k < k1 (k0 even for int4). One division per call; the
- * group's scale and zero change at group boundaries only. */
-static void dequant_row(const qmat *q, int64_t o, int64_t k0, int64_t k1, float *restrict dst) {
+ * group's scale and zero change at group boundaries only. deint (int4, g % 32 == 0, k0 % 32 == 0):
+ * write each 32-code chunk in deinterleave32 order (x is reordered the same way). */
+static void dequant_row(const qmat *q, int64_t o, int64_t k0, int64_t k1, float *restrict dst, int deint) {
     const int64_t row_bytes = q->in * q->bits / 8, ngroups = q->in / q->g;
     const uint8_t *restrict crow = q->codes + o * row_bytes;
     const int32_t zdef = 1 << (q->bits - 1);
     int64_t gi = k0 / q->g, gend = (gi + 1) * q->g, k = k0;
+    (void)deint; /* used by the AVX-512 path only */
 #if defined(__AVX512F__)
     const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
     const __m512i low4 = _mm512_set1_epi32(15);
@@ -97,6 +99,15 @@ static void dequant_row(const qmat *q, int64_t o, int64_t k0, int64_t k1, float 
             for (; k + 16 <= lim; k += 16) {
                 const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow + k)));
                 _mm512_storeu_ps(dst + (k - k0), _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(u, vz)), vs));
+            }
+        } else if (deint) { /* 16 bytes -> 32 codes in deinterleave32 order, by table lookup */
+            const __m512 lut = _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), vz));
+            for (; k + 32 <= lim; k += 32) {
+                const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow + k / 2)));
+                _mm512_storeu_ps(dst + (k - k0), _mm512_mul_ps(_mm512_permutexvar_ps(v, lut), vs));
+                _mm512_storeu_ps(dst + (k - k0) + 16,
+                                 _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), vs));
             }
         } else {
             for (; k + 16 <= lim; k += 16) { /* 8 bytes -> 16 codes in order */
@@ -218,7 +229,7 @@ static inline __attribute__((always_inline)) void gemv_fused_r(const qmat *q, in
                                                                float *restrict y, const int R) {
     const int64_t ngroups = q->in / q->g, row_bytes = q->in * q->bits / 8;
     const int32_t zdef = 1 << (q->bits - 1);
-    const __m512i low4 = _mm512_set1_epi32(15);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const uint8_t *crow[4];
     for (int r = 0; r < R; ++r) crow[r] = q->codes + (o0 + r) * row_bytes;
     __m512 acc[4];
@@ -232,13 +243,18 @@ static inline __attribute__((always_inline)) void gemv_fused_r(const qmat *q, in
         }
         const int64_t kend = (gi + 1) * q->g;
         if (q->bits == 4) {
+            /* codes -> (u - z) as fp32 by a 16-entry table lookup: vpermps reads only the low 4 bits
+             * of each index lane, so a zero-extended byte indexes its low nibble directly and the
+             * byte shifted right by 4 its high nibble (replaces and + subtract + convert) */
+            __m512 lut[4];
+            for (int r = 0; r < R; ++r) lut[r] = _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, vz[r]));
             for (int64_t k = gi * q->g; k < kend; k += 32) { /* 16 bytes = 32 codes */
                 const __m512 xe = _mm512_loadu_ps(x + k), xo = _mm512_loadu_ps(x + k + 16);
                 for (int r = 0; r < R; ++r) {
                     if (!(k & 127)) _mm_prefetch((const char *)(crow[r] + k / 2 + PF), _MM_HINT_T0);
                     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow[r] + k / 2)));
-                    const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, low4), vz[r]));
-                    const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), vz[r]));
+                    const __m512 lo = _mm512_permutexvar_ps(v, lut[r]);
+                    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]);
                     t[r] = _mm512_fmadd_ps(hi, xo, _mm512_fmadd_ps(lo, xe, t[r]));
                 }
             }
@@ -279,7 +295,8 @@ static void rows_gemv_fused(const qmat *q, int64_t o0, int rows, const float *re
 
 /* y[b, o0 + r] for r < rows (<= 4), b < batch: rows of q against x (batch, kp) with row stride xstride */
 static void rows_gemm(const qmat *q, int64_t o0, int rows, const float *restrict x, int64_t xstride,
-                      int64_t batch, float *restrict y, int64_t ystride, float *restrict buf, void *accmem) {
+                      int64_t batch, float *restrict y, int64_t ystride, float *restrict buf, void *accmem,
+                      int deint) {
     const int64_t kp = q->in;
     float tail[4][MAXB];
     memset(tail, 0, sizeof tail);
@@ -292,7 +309,7 @@ static void rows_gemm(const qmat *q, int64_t o0, int rows, const float *restrict
     for (int64_t k0 = 0; k0 < kp; k0 += KB) {
         const int64_t len = kp - k0 < KB ? kp - k0 : KB;
         int64_t vlen = len & ~(int64_t)15;
-        for (int r = 0; r < rows; ++r) dequant_row(q, o0 + r, k0, k0 + len, buf + r * BS);
+        for (int r = 0; r < rows; ++r) dequant_row(q, o0 + r, k0, k0 + len, buf + r * BS, deint);
 #if defined(__AVX512F__)
         if (vlen) {
             int64_t b = 0;
@@ -342,17 +359,20 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
     const qmat q = {codes, scales, zeros, in, g, bits, scale_f16};
     const int64_t tiles = (out + 3) / 4;
     int status = 0;
-#if defined(__AVX512F__)
-    const int fused = fused_ok(bits, g, batch);
+    int fused = 0, deint = 0;
     float *xd = NULL;
-    if (fused && bits == 4) { /* x reordered to the int4 unpack order, once per call */
-        xd = (float *)thread_alloc(sizeof(float) * (size_t)in);
+#if defined(__AVX512F__)
+    fused = fused_ok(bits, g, batch);
+    deint = bits == 4 && g % 32 == 0;
+    if (deint) { /* x reordered to the int4 unpack order, once per call */
+        xd = (float *)thread_alloc(sizeof(float) * (size_t)(in * batch));
         if (!xd) return 2;
-        memcpy(xd, x, sizeof(float) * (size_t)in);
-        deinterleave32(xd, in);
+        memcpy(xd, x, sizeof(float) * (size_t)(in * batch));
+        for (int64_t b = 0; b < batch; ++b) deinterleave32(xd + b * in, in);
     }
-    const float *xf = xd ? xd : x;
 #endif
+    const float *xf = xd ? xd : x;
+    (void)fused;
 #pragma omp parallel num_threads(nthreads)
     {
         float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
@@ -372,14 +392,12 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
                 continue;
             }
 #endif
-            rows_gemm(&q, o0, rows, x, in, batch, y, out, buf, acc);
+            rows_gemm(&q, o0, rows, xf, in, batch, y, out, buf, acc, deint);
         }
         free(buf);
         free(acc);
     }
-#if defined(__AVX512F__)
     free(xd);
-#endif
     return status;
 }
 
@@ -399,6 +417,7 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
     const int64_t kp = in / m * n, n_vec = (out + v - 1) / v;
     if ((bits != 4 && bits != 8) || g < 1 || kp % g || (bits == 4 && g % 2) || batch > MAXB) return 3;
     const int half_packed = off == NULL;
+    (void)packed; /* read by the AVX-512 gather only */
 #if defined(__AVX512F__)
     if (half_packed && !(v == 1 && ((n == 1 && m == 2) || (n == 2 && m == 4)) && (kp * (m == 2 ? 1 : 2)) % 8 == 0))
         return 3;
@@ -407,7 +426,10 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
 #endif
     const qmat q = {codes, scales, zeros, kp, g, bits, scale_f16};
     const int sn = log2_exact(n), sm = log2_exact(m), pow2 = sn >= 0 && sm >= 0;
-    int status = 0;
+    int status = 0, deint = 0;
+#if defined(__AVX512F__)
+    deint = bits == 4 && g % 32 == 0;
+#endif
 #pragma omp parallel num_threads(nthreads)
     {
         float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
@@ -461,7 +483,8 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
                 }
             }
 #if defined(__AVX512F__)
-            if (bits == 4 && fused_ok(bits, g, batch)) deinterleave32(gx, kp);
+            if (deint)
+                for (int64_t b = 0; b < batch; ++b) deinterleave32(gx + b * kp, kp);
 #endif
             for (int64_t o = r0; o < r0 + rows; o += 4) {
                 const int tr = (int)(r0 + rows - o < 4 ? r0 + rows - o : 4);
@@ -471,7 +494,7 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
                     continue;
                 }
 #endif
-                rows_gemm(&q, o, tr, gx, kp, batch, y, out, buf, acc);
+                rows_gemm(&q, o, tr, gx, kp, batch, y, out, buf, acc, deint);
             }
         }
         free(buf);
