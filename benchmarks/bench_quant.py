@@ -18,8 +18,10 @@ Cache modes:
 Variants: ``int8`` (per-channel, symmetric), ``int4_g32`` / ``int4_g128`` (symmetric; ``int4_g32_asym``),
 ``nm24_int4_g32`` (2:4 v = 1 + int4 over kept values) from :mod:`kernels.quant`; ``nm24_fp32`` (the
 fp32 2:4 v = 1 N:M kernel, :mod:`kernels.nm`); peers ``torch_dyn_int8`` (``quantize_dynamic``
-per-channel int8 ``Linear``: activations quantized on the fly) and ``torch_int4pack`` (aten
-``_weight_int4pack_mm_for_cpu``, the CPU int4 path torchao's int4 CPU layout uses, g = 32).
+per-channel int8 ``Linear``: activations quantized to int8 on the fly, int8 x int8 GEMM) and
+``torch_int4pack`` (aten ``_weight_int4pack_mm_for_cpu``, the CPU int4 path torchao's int4 CPU layout
+uses, g = 32, asymmetric; bf16 activations and scales, its fast path). Both peers change the
+numerics (activation rounding); ours compute in fp32 on the exact dequantized weight.
 
 Output: ``benchmarks/results/quant_<device>[_<profile>][_t<threads>].json`` (atomic) and one MLflow
 run in experiment ``bench-kernels``.
@@ -118,15 +120,20 @@ def build_variant(name: str, w: torch.Tensor):
     if name == "torch_int4pack":
         q = QuantWeight.quantize(w, bits=4, group=32, symmetric=False, scale_dtype=torch.float32)
         s, z = q.scales.float(), q.zeros.float()
-        # torch's int4 CPU layout: w = (u - 8) * scale + zero, with zero = (8 - z) * scale
-        sz = torch.stack([s.T, ((8 - z) * s).T], dim=-1).contiguous()  # (in/g, out, 2)
+        # torch's int4 CPU layout: w = (u - 8) * scale + zero, with zero = (8 - z) * scale; its fast
+        # path takes bf16 activations and scales (fp32 ones hit a ~20x slower fallback here), so the
+        # peer runs in bf16, casts included
+        sz = torch.stack([s.T, ((8 - z) * s).T], dim=-1).to(torch.bfloat16).contiguous()  # (in/g, out, 2)
         u = q.unsigned_codes().to(torch.int32)
 
         def make():
             return (torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1), sz.clone())
-        nbytes = u.numel() // 2 + sz.numel() * 4
-        return (make, lambda obj, x: torch.ops.aten._weight_int4pack_mm_for_cpu(x, obj[0], 32, obj[1]),
-                nbytes)
+        nbytes = u.numel() // 2 + sz.numel() * 2
+
+        def call(obj, x):
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), obj[0], 32, obj[1])
+            return y.float()
+        return (make, call, nbytes)
     raise ValueError(f"unknown variant {name!r}; choose from {VARIANTS}")
 
 
