@@ -123,13 +123,15 @@ class QuantWeight:
 
     def __post_init__(self) -> None:
         self.shape = (int(self.shape[0]), int(self.shape[1]))
-        self.validate()
+        self.validate(values=True)
 
-    def validate(self) -> None:
-        """Re-check every field (called on construction and by every impl before it reads the data).
+    def validate(self, values: bool = False) -> None:
+        """Re-check the fields: bits, group, shapes and dtypes always (O(1); every impl calls this
+        before it reads the data); the zero points' range only with ``values`` (O(out * groups);
+        done on construction).
 
         Raises:
-            ValueError: bits, group, shapes or dtypes that do not describe a valid weight.
+            ValueError: fields that do not describe a valid weight.
         """
         validate_quant(self.shape, self.bits, self.group)
         out_features, in_features = self.shape
@@ -145,7 +147,8 @@ class QuantWeight:
                                        or tuple(self.zeros.shape) != groups):
             raise ValueError(f"zeros must be uint8 of shape {groups}, got {self.zeros.dtype} "
                              f"{tuple(self.zeros.shape)}")
-        if self.zeros is not None and self.bits == 4 and self.zeros.numel() and int(self.zeros.max()) > 15:
+        if (values and self.zeros is not None and self.bits == 4 and self.zeros.numel()
+                and int(self.zeros.max()) > 15):
             raise ValueError(f"zero point {int(self.zeros.max())} out of range [0, 16) for int4")
 
     # -- sizes -------------------------------------------------------------------------------
@@ -208,9 +211,10 @@ class QuantWeight:
         z = None
         if zeros is not None:
             z = _integral(_as_groups(zeros, "zeros", shape[0], groups), "zeros")
-            if z.numel() and (int(z.min()) < 0 or int(z.max()) > (1 << bits) - 1):
-                raise ValueError(f"zero point {int(z.max()) if int(z.max()) > 0 else int(z.min())} "
-                                 f"out of range [0, {(1 << bits) - 1}] for {bits}-bit codes")
+            bad_z = z[(z < 0) | (z > (1 << bits) - 1)]
+            if bad_z.numel():
+                raise ValueError(f"zero point {bad_z[0].item()} out of range [0, {(1 << bits) - 1}] "
+                                 f"for {bits}-bit codes")
             z = z.to(torch.uint8).contiguous()
         return cls(codes=pack_codes(q + offset, bits), scales=scales.to(scale_dtype).contiguous(),
                    zeros=z, bits=bits, group=group, shape=shape)

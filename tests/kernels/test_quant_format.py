@@ -125,6 +125,9 @@ def test_bad_shapes_name_the_field():
     q = QuantWeight.quantize(torch.randn(2, 64), bits=4, group=32)
     with pytest.raises(ValueError, match="codes must be uint8 of shape \\(2, 32\\)"):
         QuantWeight(codes=q.codes[:, :8], scales=q.scales, zeros=None, bits=4, group=32, shape=(2, 64))
+    with pytest.raises(ValueError, match="zero point 16 out of range"):
+        QuantWeight(codes=q.codes, scales=q.scales, zeros=torch.full((2, 2), 16, dtype=torch.uint8),
+                    bits=4, group=32, shape=(2, 64))
     nw = NMWeight.from_dense(torch.randn(4, 64), n=2, m=4)
     with pytest.raises(ValueError, match="group=24 does not divide the width in_features=32"):
         NMQuantWeight.from_nm(nw, bits=4, group=24)
