@@ -3,7 +3,8 @@ torch's own CPU low-bit paths, cache-warm and cache-cold (``make bench-kernels``
 
 Per (weight shape ``out x in``, batch, cache mode) every variant is timed *in the same loop* as the
 dense fp32 matmul, interleaved repeat by repeat, so all see the same machine load; records hold
-medians, ``speedup = dense / variant``, the physical limit ``byte_ratio = dense bytes moved / variant
+medians (wall clock, and process CPU time, which a preempting neighbour does not inflate),
+``speedup = dense / variant``, the physical limit ``byte_ratio = dense bytes moved / variant
 bytes moved`` (weights + x + y; what bounds a memory-bound call) and the fraction of it reached, the
 effective bandwidth (bytes moved / time) and the 1-minute load average.
 
@@ -177,13 +178,16 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
                 fn()
         load_before = os.getloadavg()[0]
         times = {k: [] for k in fns}
+        cpu = {k: [] for k in fns}  # process CPU time: blind to preemption by other processes
         for _ in range(repeats):
             for key, fn in fns.items():
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fn()
                 times[key].append(time.perf_counter() - t0)
+                cpu[key].append(time.process_time() - c0)
         load_after = os.getloadavg()[0]
     med = {k: statistics.median(t) for k, t in times.items()}
+    med_cpu = {k: statistics.median(t) for k, t in cpu.items()}
     act = (batch * in_f + batch * out_f) * 4
     dense_moved = nbytes["dense"] + act
     records = []
@@ -201,6 +205,8 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
             "gbps": moved / med[name] / 1e9, "gbps_dense": dense_moved / med["dense"] / 1e9,
             "copies": copies_used[name], "copies_dense": copies_used["dense"],
             "weight_fits_llc": nbytes[name] <= llc, "llc_bytes": llc,
+            "ours_cpu_ms": med_cpu[name] * 1e3, "dense_cpu_ms": med_cpu["dense"] * 1e3,
+            "speedup_cpu": med_cpu["dense"] / max(med_cpu[name], 1e-9),
             "ours_min_ms": min(times[name]) * 1e3, "dense_min_ms": min(times["dense"]) * 1e3,
             "speedup_of_mins": min(times["dense"]) / min(times[name]),
             "max_abs_err_vs_dequantized": errs.get(name), "repeats": repeats,
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                 for r in recs:
                     print(f"{r['shape']} b={batch:<3} {mode:<4} {r['variant']:>15}: {r['ours_ms']:8.2f} ms "
                           f"dense {r['dense_ms']:8.2f} ms  {r['speedup']:5.2f}x (byte limit "
-                          f"{r['byte_limit']:5.2f}x, {r['fraction_of_byte_limit']:.2f}; "
+                          f"{r['byte_limit']:5.2f}x, {r['fraction_of_byte_limit']:.2f}; cpu-time "
+                          f"{r['speedup_cpu']:5.2f}x; "
                           f"{r['gbps']:5.1f} GB/s vs dense {r['gbps_dense']:5.1f}; load "
                           f"{r['loadavg_1min'][0]:.1f})", flush=True)
         del built

@@ -221,41 +221,55 @@ static void deinterleave32(float *restrict p, int64_t len) {
 }
 
 /* Batch 1, g % 16 == 0 (int4: g % 32 == 0 and x deinterleaved by deinterleave32): dequantization
- * fused into the FMAs. Per group and row, t = sum (u - z) * x over the group (exact integers times
- * x), then acc += s * t: one scale multiply per group instead of one per code, no buffer round trip.
- * R rows (1 or 4) share each x load. */
+ * fused into the FMAs. Per group and row, t = sum (u - z) * x over the group's codes (exact integers
+ * times x), then acc += s * t, so the inner loop never rescales per code. int4: per 32 codes and row
+ * one zero-extending load, one shift, two lookups in a 16-entry table of (u - z) (vpermps reads only
+ * the low 4 bits of each index lane, so a byte indexes its low nibble directly and the byte shifted
+ * right by 4 its high nibble; the table is a constant when symmetric) and two FMAs. int8: t = sum u * x
+ * and the zero point enters once per row as sum_g s_g * z_g * xs[g] (xs: group sums of x). Per group
+ * one broadcast scale and one FMA. R rows (1 or 4) share each x load.
+ * sbuf: thread scratch of >= 4 * ngroups floats for the rows' scales converted to fp32. */
 static inline __attribute__((always_inline)) void gemv_fused_r(const qmat *q, int64_t o0,
                                                                const float *restrict x,
-                                                               float *restrict y, const int R) {
+                                                               const float *restrict xs,
+                                                               float *restrict y, float *restrict sbuf,
+                                                               const int R) {
     const int64_t ngroups = q->in / q->g, row_bytes = q->in * q->bits / 8;
-    const int32_t zdef = 1 << (q->bits - 1);
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const float zdef = (float)(1 << (q->bits - 1));
+    const __m512 lut = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 lut_sym = _mm512_sub_ps(lut, _mm512_set1_ps(zdef));
     const uint8_t *crow[4];
-    for (int r = 0; r < R; ++r) crow[r] = q->codes + (o0 + r) * row_bytes;
+    float *srow[4];
+    for (int r = 0; r < R; ++r) {
+        crow[r] = q->codes + (o0 + r) * row_bytes;
+        srow[r] = sbuf + r * ngroups;
+        const int64_t base = (o0 + r) * ngroups;
+        int64_t gi = 0;
+        if (q->scale_f16) {
+            const uint16_t *sh = (const uint16_t *)q->scales + base;
+            for (; gi + 16 <= ngroups; gi += 16)
+                _mm512_storeu_ps(srow[r] + gi, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sh + gi))));
+        }
+        for (; gi < ngroups; ++gi) srow[r][gi] = scale_at(q, o0 + r, gi);
+    }
     __m512 acc[4];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t gi = 0; gi < ngroups; ++gi) {
-        __m512i vz[4];
         __m512 t[4];
-        for (int r = 0; r < R; ++r) {
-            vz[r] = _mm512_set1_epi32(q->zeros ? q->zeros[(o0 + r) * ngroups + gi] : zdef);
-            t[r] = _mm512_setzero_ps();
-        }
+        for (int r = 0; r < R; ++r) t[r] = _mm512_setzero_ps();
         const int64_t kend = (gi + 1) * q->g;
         if (q->bits == 4) {
-            /* codes -> (u - z) as fp32 by a 16-entry table lookup: vpermps reads only the low 4 bits
-             * of each index lane, so a zero-extended byte indexes its low nibble directly and the
-             * byte shifted right by 4 its high nibble (replaces and + subtract + convert) */
-            __m512 lut[4];
-            for (int r = 0; r < R; ++r) lut[r] = _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, vz[r]));
+            __m512 lz[4]; /* table of (u - z) for this group and row */
+            for (int r = 0; r < R; ++r)
+                lz[r] = q->zeros ? _mm512_sub_ps(lut, _mm512_set1_ps((float)q->zeros[(o0 + r) * ngroups + gi]))
+                                 : lut_sym;
             for (int64_t k = gi * q->g; k < kend; k += 32) { /* 16 bytes = 32 codes */
                 const __m512 xe = _mm512_loadu_ps(x + k), xo = _mm512_loadu_ps(x + k + 16);
                 for (int r = 0; r < R; ++r) {
                     if (!(k & 127)) _mm_prefetch((const char *)(crow[r] + k / 2 + PF), _MM_HINT_T0);
                     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow[r] + k / 2)));
-                    const __m512 lo = _mm512_permutexvar_ps(v, lut[r]);
-                    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]);
-                    t[r] = _mm512_fmadd_ps(hi, xo, _mm512_fmadd_ps(lo, xe, t[r]));
+                    t[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lz[r]), xo,
+                                           _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lz[r]), xe, t[r]));
                 }
             }
         } else {
@@ -263,32 +277,53 @@ static inline __attribute__((always_inline)) void gemv_fused_r(const qmat *q, in
                 const __m512 xv = _mm512_loadu_ps(x + k);
                 for (int r = 0; r < R; ++r) {
                     if (!(k & 63)) _mm_prefetch((const char *)(crow[r] + k + PF), _MM_HINT_T0);
-                    t[r] = _mm512_fmadd_ps(codes16(crow[r], k, 8, vz[r]), xv, t[r]);
+                    const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow[r] + k)));
+                    t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), xv, t[r]);
                 }
             }
         }
-        for (int r = 0; r < R; ++r) {
-            const int64_t idx = (o0 + r) * ngroups + gi;
-#if defined(__F16C__)
-            const float s = q->scale_f16 ? _cvtsh_ss(((const uint16_t *)q->scales)[idx]) : ((const float *)q->scales)[idx];
-#else
-            const float s = scale_at(q, o0 + r, gi);
-#endif
-            acc[r] = _mm512_fmadd_ps(t[r], _mm512_set1_ps(s), acc[r]);
-        }
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(t[r], _mm512_set1_ps(srow[r][gi]), acc[r]);
     }
-    for (int r = 0; r < R; ++r) y[o0 + r] = _mm512_reduce_add_ps(acc[r]);
+    for (int r = 0; r < R; ++r) {
+        float corr = 0.f; /* int8: sum_g s_g * z_g * xs[g]; int4 folded z into its table */
+        if (q->bits == 4) {
+            y[o0 + r] = _mm512_reduce_add_ps(acc[r]);
+            continue;
+        }
+        const float *restrict sr = srow[r];
+        if (q->zeros) {
+            const uint8_t *restrict zr = q->zeros + (o0 + r) * ngroups;
+#pragma omp simd reduction(+ : corr)
+            for (int64_t gi = 0; gi < ngroups; ++gi) corr += sr[gi] * (float)zr[gi] * xs[gi];
+        } else {
+#pragma omp simd reduction(+ : corr)
+            for (int64_t gi = 0; gi < ngroups; ++gi) corr += sr[gi] * xs[gi];
+            corr *= zdef;
+        }
+        y[o0 + r] = _mm512_reduce_add_ps(acc[r]) - corr;
+    }
+}
+
+/* xs[g] = sum of x over group g (x of length in) */
+static void group_sums(const float *restrict x, int64_t in, int64_t g, float *restrict xs) {
+    for (int64_t gi = 0; gi < in / g; ++gi) {
+        float a = 0.f;
+#pragma omp simd reduction(+ : a)
+        for (int64_t k = 0; k < g; ++k) a += x[gi * g + k];
+        xs[gi] = a;
+    }
 }
 
 static int fused_ok(int64_t bits, int64_t g, int64_t batch) {
     return batch == 1 && (bits == 8 ? g % 16 == 0 : g % 32 == 0);
 }
 
-static void rows_gemv_fused(const qmat *q, int64_t o0, int rows, const float *restrict x, float *restrict y) {
+static void rows_gemv_fused(const qmat *q, int64_t o0, int rows, const float *restrict x,
+                            const float *restrict xs, float *restrict y, float *restrict sbuf) {
     if (rows == 4) {
-        gemv_fused_r(q, o0, x, y, 4);
+        gemv_fused_r(q, o0, x, xs, y, sbuf, 4);
     } else {
-        for (int r = 0; r < rows; ++r) gemv_fused_r(q, o0 + r, x, y, 1);
+        for (int r = 0; r < rows; ++r) gemv_fused_r(q, o0 + r, x, xs, y, sbuf, 1);
     }
 }
 #endif
@@ -372,10 +407,21 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
     }
 #endif
     const float *xf = xd ? xd : x;
+    float *xs = NULL; /* group sums of x for the fused path's zero-point term */
     (void)fused;
+#if defined(__AVX512F__)
+    if (fused && bits == 8) {
+        xs = (float *)thread_alloc(sizeof(float) * (size_t)(in / g));
+        if (!xs) {
+            free(xd);
+            return 2;
+        }
+        group_sums(x, in, g, xs);
+    }
+#endif
 #pragma omp parallel num_threads(nthreads)
     {
-        float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
+        float *buf = (float *)thread_alloc(sizeof(float) * (4 * BS > 4 * (in / g) ? 4 * BS : 4 * (in / g)));
         void *acc = thread_alloc(64 * 4 * MAXB);
         if (!buf || !acc) {
 #pragma omp atomic write
@@ -387,8 +433,8 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
             const int64_t o0 = t * 4;
             const int rows = (int)(out - o0 < 4 ? out - o0 : 4);
 #if defined(__AVX512F__)
-            if (fused) {
-                rows_gemv_fused(&q, o0, rows, xf, y);
+            if (fused) { /* buf doubles as the scale scratch */
+                rows_gemv_fused(&q, o0, rows, xf, xs, y, buf);
                 continue;
             }
 #endif
@@ -398,6 +444,7 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
         free(acc);
     }
     free(xd);
+    free(xs);
     return status;
 }
 
@@ -432,16 +479,17 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
 #endif
 #pragma omp parallel num_threads(nthreads)
     {
-        float *buf = (float *)thread_alloc(sizeof(float) * 4 * BS);
+        float *buf = (float *)thread_alloc(sizeof(float) * (4 * BS > 4 * (kp / g) ? 4 * BS : 4 * (kp / g)));
         void *acc = thread_alloc(64 * 4 * MAXB);
         float *gx = (float *)thread_alloc(sizeof(float) * (size_t)(kp * batch + 16));
-        if (!buf || !acc || !gx) {
+        float *xs = (float *)thread_alloc(sizeof(float) * (size_t)(kp / g + 1));
+        if (!buf || !acc || !gx || !xs) {
 #pragma omp atomic write
             status = 2;
         }
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < n_vec; ++blk) {
-            if (!buf || !acc || !gx) continue;
+            if (!buf || !acc || !gx || !xs) continue;
             const int64_t r0 = blk * v, rows = (r0 + v <= out) ? v : out - r0;
             /* gather: gx[b, k] = x[b, col(k)] */
             for (int64_t b = 0; b < batch; ++b) {
@@ -485,12 +533,13 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
 #if defined(__AVX512F__)
             if (deint)
                 for (int64_t b = 0; b < batch; ++b) deinterleave32(gx + b * kp, kp);
+            if (bits == 8 && fused_ok(bits, g, batch)) group_sums(gx, kp, g, xs);
 #endif
             for (int64_t o = r0; o < r0 + rows; o += 4) {
                 const int tr = (int)(r0 + rows - o < 4 ? r0 + rows - o : 4);
 #if defined(__AVX512F__)
                 if (fused_ok(bits, g, batch)) {
-                    rows_gemv_fused(&q, o, tr, gx, y);
+                    rows_gemv_fused(&q, o, tr, gx, xs, y, buf);
                     continue;
                 }
 #endif
@@ -500,6 +549,7 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
         free(buf);
         free(acc);
         free(gx);
+        free(xs);
     }
     return status;
 }
