@@ -17,7 +17,8 @@ Cache modes:
   larger than it, such as the fp32 dense 4096x11008 on a 32 MiB LLC, is streamed from DRAM anyway).
 
 Variants: ``int8`` (per-channel, symmetric), ``int4_g32`` / ``int4_g128`` (symmetric; ``int4_g32_asym``),
-``nm24_int4_g32`` (2:4 v = 1 + int4 over kept values) from :mod:`kernels.quant`; ``nm24_fp32`` (the
+``nm24_int4_g32`` (2:4 v = 1 + int4 over kept values) and ``nm24v32_int4_g32`` (2:4 with one
+pattern per 32 rows, NM-SpMM's layout) from :mod:`kernels.quant`; ``nm24_fp32`` (the
 fp32 2:4 v = 1 N:M kernel, :mod:`kernels.nm`); peers ``torch_dyn_int8`` (``quantize_dynamic``
 per-channel int8 ``Linear``: activations quantized to int8 on the fly, int8 x int8 GEMM) and
 ``torch_int4pack`` (aten ``_weight_int4pack_mm_for_cpu``, the CPU int4 path torchao's int4 CPU layout
@@ -62,8 +63,8 @@ PROFILES = {
              "modes": ["cold", "warm"], "repeats": 11},
     "smoke": {"shapes": [(256, 512)], "batches": [1, 3], "modes": ["cold", "warm"], "repeats": 2},
 }
-VARIANTS = ["int8", "int4_g32", "int4_g128", "int4_g32_asym", "nm24_int4_g32", "nm24_fp32",
-            "torch_dyn_int8", "torch_int4pack"]
+VARIANTS = ["int8", "int4_g32", "int4_g128", "int4_g32_asym", "nm24_int4_g32", "nm24v32_int4_g32",
+            "nm24_fp32", "torch_dyn_int8", "torch_int4pack"]
 
 
 def llc_bytes() -> int:
@@ -84,14 +85,15 @@ def build_variant(name: str, w: torch.Tensor):
     multiplies, ``nbytes`` is what a call must read for the weight."""
     if name == "dense":
         return (lambda: w.clone(), lambda obj, x: torch.matmul(x, obj.T), w.numel() * 4)
-    if name.startswith("int") or name.startswith("nm24_int4"):
+    if name.startswith("int") or name.startswith(("nm24_int4", "nm24v32_int4")):
         if name == "int8":
             q = QuantWeight.quantize(w, bits=8)
         elif name.startswith("int4"):
             q = QuantWeight.quantize(w, bits=4, group=int(name.split("_g")[1].split("_")[0]),
                                      symmetric=not name.endswith("asym"))
         else:
-            q = NMQuantWeight.from_nm(NMWeight.from_dense(w, n=2, m=4, v=1), bits=4, group=32)
+            v = 32 if name.startswith("nm24v32") else 1
+            q = NMQuantWeight.from_nm(NMWeight.from_dense(w, n=2, m=4, v=v), bits=4, group=32)
 
         def copy_q(q=q):
             if isinstance(q, NMQuantWeight):

@@ -6,7 +6,9 @@ unpacked in registers on their way to the FMAs; any torch composition materialis
 The kernel reads each code once per call (4 or 8 bits + the group's scale), dequantizes 4 rows x 1024
 codes at a time into an L1 buffer with 16-wide vector unpacking, and runs a 4-row x 4-batch register
 tile of FMAs over it. N:M + quant gathers the kept columns of x per vector block first (1:2 / 2:4
-with v = 1 decode the 2-bit packed indices in registers), then runs the same dense routine.
+with v = 1 decode the 2-bit packed indices in registers), then runs the same dense routine; with
+v = 1 and batch > 1 it dequantizes each row once and does one 16-wide FMA per kept value against a
+K-major x instead (a per-row gather of the whole batch would cost more than the FMAs).
 
 Built on first use by :func:`kernels.native_build.build_library` (same compiler, flags and cache as
 the N:M kernel). ``available()`` is false when the build fails; the registry then never selects it.
@@ -43,6 +45,8 @@ def _library() -> ctypes.CDLL | None:
     lib.quant_gemm_f32.argtypes = [p, p, p, i32, p, p] + [i64] * 5 + [i32]
     lib.nmq_gemm_f32.restype = ctypes.c_int
     lib.nmq_gemm_f32.argtypes = [p, p, p, i32, p, p, p, p] + [i64] * 8 + [i32]
+    lib.nmq_rows_kmajor_f32.restype = ctypes.c_int
+    lib.nmq_rows_kmajor_f32.argtypes = [p, p, p, i32, p, p, p] + [i64] * 8 + [i32]
     return lib
 
 
@@ -88,6 +92,15 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
         status = lib.quant_gemm_f32(x2.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(), scale_f16,
                                     zeros, y.data_ptr(), out_features, in_features, q.bits, q.group,
                                     batch, threads)
+    elif w.v == 1 and batch > 1:
+        # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
+        padded = -(-batch // 16) * 16
+        xt = x2.new_zeros(in_features, padded)  # (in, Bp)
+        xt[:, :batch] = x2.T
+        off = w.pattern().offsets_u8()  # (out, K') uint8, cached
+        status = lib.nmq_rows_kmajor_f32(xt.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(),
+                                         scale_f16, zeros, off.data_ptr(), y.data_ptr(), out_features,
+                                         in_features, w.n, w.m, q.bits, q.group, padded, batch, threads)
     else:
         packed = _half_packed(w)
         off = None if packed else w.pattern().offsets_u8().data_ptr()  # (n_vec, K') uint8, cached

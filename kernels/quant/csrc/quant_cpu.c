@@ -553,3 +553,63 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
     }
     return status;
 }
+
+/* N:M + quant with v = 1 and batch > 1: per row, the kept values are dequantized once into a thread
+ * buffer, then each kept value does one 16-wide FMA against its column of the K-major x (xt: (in, bp),
+ * bp a multiple of 16, zero padded), as the fp32 kernel's nm_spmm_rows_kmajor_f32 does: a per-row
+ * gather of (batch x kp) activations would cost more than the FMAs. Returns 0, 2 or 3. */
+int nmq_rows_kmajor_f32(const float *restrict xt, const uint8_t *codes, const void *scales, int scale_f16,
+                        const uint8_t *zeros, const uint8_t *off, float *restrict y, int64_t out,
+                        int64_t in, int64_t n, int64_t m, int64_t bits, int64_t g, int64_t bp,
+                        int64_t batch, int nthreads) {
+    const int64_t kp = in / m * n;
+    if ((bits != 4 && bits != 8) || g < 1 || kp % g || (bits == 4 && g % 2) || bp % 16 || batch > bp)
+        return 3;
+    const qmat q = {codes, scales, zeros, kp, g, bits, scale_f16};
+    const int sn = log2_exact(n), sm = log2_exact(m), pow2 = sn >= 0 && sm >= 0;
+    int status = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *wrow = (float *)thread_alloc(sizeof(float) * (size_t)(kp + 16));
+        if (!wrow) {
+#pragma omp atomic write
+            status = 2;
+        }
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < out; ++o) {
+            if (!wrow) continue;
+            dequant_row(&q, o, 0, kp, wrow, 0);
+            const uint8_t *restrict orow = off + o * kp;
+            for (int64_t b0 = 0; b0 < batch; b0 += 16) {
+                float acc[16] = {0}, acc1[16] = {0}, acc2[16] = {0}, acc3[16] = {0};
+                int64_t k = 0;
+#define QCOL(K) (pow2 ? ((((K) >> sn) << sm) + orow[K]) : (((K) / n) * m + orow[K]))
+                for (; k + 4 <= kp; k += 4) {
+                    const float *restrict x0 = xt + QCOL(k) * bp + b0;
+                    const float *restrict x1 = xt + QCOL(k + 1) * bp + b0;
+                    const float *restrict x2 = xt + QCOL(k + 2) * bp + b0;
+                    const float *restrict x3 = xt + QCOL(k + 3) * bp + b0;
+                    const float a0 = wrow[k], a1 = wrow[k + 1], a2 = wrow[k + 2], a3 = wrow[k + 3];
+#pragma omp simd
+                    for (int b = 0; b < 16; ++b) {
+                        acc[b] += a0 * x0[b];
+                        acc1[b] += a1 * x1[b];
+                        acc2[b] += a2 * x2[b];
+                        acc3[b] += a3 * x3[b];
+                    }
+                }
+                for (; k < kp; ++k) {
+                    const float a = wrow[k];
+                    const float *restrict xb = xt + QCOL(k) * bp + b0;
+#pragma omp simd
+                    for (int b = 0; b < 16; ++b) acc[b] += a * xb[b];
+                }
+#undef QCOL
+                for (int64_t b = b0; b < batch && b < b0 + 16; ++b)
+                    y[b * out + o] = acc[b - b0] + acc1[b - b0] + acc2[b - b0] + acc3[b - b0];
+            }
+        }
+        free(wrow);
+    }
+    return status;
+}
