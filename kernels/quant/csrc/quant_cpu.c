@@ -7,17 +7,21 @@
  * s: fp16 or fp32 scales (out, in / g); z: uint8 zero points (out, in / g), or the constant
  * 2^(bits-1) when zeros == NULL (symmetric, offset-binary codes).
  *
- * Plan: rows in tiles of 4. For each tile and each k-block of KB codes, the 4 rows are dequantized
- * once into an L1 buffer (exactly the reference's s * (u - z) in fp32, vectorised: 16 codes per
- * step, int4 nibbles unpacked in order with one byte-duplicating unpack + per-lane shift), then a
- * 4-row x NB-batch register tile of 16-wide FMAs streams the buffer against x. The dequantization
- * costs O(weights) once, the FMAs O(weights * batch). Accumulators live in a thread-local array of
- * vectors across k-blocks and are reduced once per tile.
+ * Plan (AVX-512; scalar fallbacks keep other machines correct):
+ * - batch 1 (g % 16 == 0, int4: g % 32 == 0): gemv_fused_r, dequantization fused into the FMAs
+ *   (int4: a 16-entry table lookup of u - z per nibble), 4 rows per x load, one scale FMA per group.
+ * - otherwise: rows in tiles of 4; for each k-block of KB codes the tile is dequantized once into an
+ *   L1 buffer (exactly the reference's s * (u - z)), then a 4-row x 4-batch register tile of 16-wide
+ *   FMAs streams the buffer against x. Accumulators live in a thread-local array of vectors across
+ *   k-blocks and are reduced once per tile.
+ * - int4 with g % 32 == 0 reads x reordered per 32 columns (even, then odd: deinterleave32), the
+ *   order in which 16 bytes of codes unpack with no interleave.
  *
  * N:M + quant (nmq_gemm_f32): the kept values are a quantized (out, kp) matrix; per vector block the
  * kept columns of x are first gathered into a thread-local (batch, kp) buffer (1:2 / 2:4 with v = 1
  * read the 2-bit packed indices with a vpermt2ps window gather, as kernels/nm/csrc/nm_cpu.c does),
- * then the block's rows run the dense routine above against the gathered x.
+ * then the block's rows run the routines above against the gathered x. v = 1 with batch > 1:
+ * nmq_rows_kmajor_f32 (one FMA per kept value against a K-major x).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -189,21 +193,6 @@ static inline __attribute__((always_inline)) void tile_fma(const float *restrict
 #endif
 
 #if defined(__AVX512F__)
-/* 16 codes of row crow starting at code k (k even for int4) minus the zero point, as fp32 */
-static inline __attribute__((always_inline)) __m512 codes16(const uint8_t *restrict crow, int64_t k,
-                                                            int bits, __m512i vz) {
-    __m512i u;
-    if (bits == 8) {
-        u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(crow + k)));
-    } else {
-        const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
-        const __m128i b8 = _mm_loadl_epi64((const __m128i *)(crow + k / 2));
-        u = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b8, b8)); /* byte j in lanes 2j, 2j+1 */
-        u = _mm512_and_si512(_mm512_srlv_epi32(u, shifts), _mm512_set1_epi32(15));
-    }
-    return _mm512_cvtepi32_ps(_mm512_sub_epi32(u, vz));
-}
-
 /* In place, per full chunk of 32 floats: [x0 x1 ... x31] -> [x0 x2 ... x30 x1 x3 ... x31], the order
  * in which 16 bytes of int4 codes unpack most cheaply (low nibbles, then high nibbles). */
 static void deinterleave32(float *restrict p, int64_t len) {
