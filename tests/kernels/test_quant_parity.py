@@ -132,3 +132,16 @@ def test_grad_wrt_x_goes_through_the_reference():
     x = torch.randn(2, 64, requires_grad=True)
     quant_matmul(q, x).sum().backward()
     torch.testing.assert_close(x.grad, q.dequantize().sum(0).expand(2, 64))
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_fp32_scales_empty_and_strided_inputs(name):
+    _available(name)
+    g = torch.Generator().manual_seed(3)
+    for bits, group in ((4, 32), (8, 64)):
+        q = QuantWeight.quantize(torch.randn(9, 128, generator=g), bits=bits, group=group,
+                                 symmetric=False, scale_dtype=torch.float32)
+        for batch in (1, 6):
+            x = torch.randn(128, batch, generator=g).T  # non-contiguous (batch, 128)
+            _close(quant_matmul(q, x, impl=name), q.dequantize(), x)
+        assert quant_matmul(q, torch.randn(0, 128), impl=name).shape == (0, 9)
