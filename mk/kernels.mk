@@ -1,10 +1,15 @@
-# N:M kernels (issue #3): benchmark and tests. BENCH_PROFILE=quick|full.
+# N:M kernels (issue #3) and low-bit kernels (issue #19): benchmarks and tests. BENCH_PROFILE=quick|full.
 BENCH_PROFILE ?= quick
 
-.PHONY: bench-kernels test-kernels
-bench-kernels:
+.PHONY: bench-kernels bench-quant test-kernels
+bench-kernels: bench-quant
 	DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true BENCH_PROFILE=$(BENCH_PROFILE) \
 		$(PY) benchmarks/bench_kernels.py --profile $(BENCH_PROFILE)
+
+# low-bit quant_matmul vs fp32 dense and torch's int8/int4 CPU paths, cache-cold and warm, 1 thread
+bench-quant:
+	DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true BENCH_PROFILE=$(BENCH_PROFILE) \
+		$(PY) benchmarks/bench_quant.py --profile $(BENCH_PROFILE) --threads 1
 
 test-kernels:
 	$(PY) -m pytest tests/kernels -q

@@ -17,11 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,48 +24,29 @@ from torch import Tensor
 
 from kernels.nm.cpu import MIN_AUTO_V
 from kernels.nm.format import NMWeight, index_bits
+from kernels.native_build import build_library, has_avx512
 from kernels.nm.registry import Impl, check_inputs, register_impl
 
 __all__ = ["nm_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "nm_cpu.c"
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PARALLEL_WORK = 1 << 20  # multiply-adds per extra thread
 MAX_BATCH = 64  # beyond this the BLAS-backed torch path is the right tool
 AUTO_MAX_BATCH = 16  # with v >= 8, above this the BLAS-backed torch path (`cpu`) takes over
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("REPROLAB_CACHE", Path.home() / ".cache" / "reprolab"))
-
-
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    """Compile (once per source/flags hash) and load the kernel; None if that is impossible."""
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None or not SOURCE.exists():
+    """Compile (once per source/flags hash, see :mod:`kernels.native_build`) and load the kernel."""
+    lib = build_library(SOURCE, "nm_cpu")
+    if lib is None:
         return None
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"nm_cpu_{digest}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-        os.close(fd)
-        try:
-            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True,
-                           capture_output=True, timeout=120)
-            os.replace(tmp, target)
-        except (OSError, subprocess.SubprocessError):
-            Path(tmp).unlink(missing_ok=True)
-            return None
-    lib = ctypes.CDLL(str(target))
     lib.nm_spmm_f32.restype = ctypes.c_int
     lib.nm_spmm_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
     lib.nm_spmm_rows_kmajor_f32.restype = ctypes.c_int
     lib.nm_spmm_half_packed_f32.restype = ctypes.c_int
     lib.nm_spmm_half_packed_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
-    lib.has_avx512 = b"__AVX512F__" in subprocess.run(
-        [compiler, *FLAGS[:2], "-dM", "-E", "-x", "c", "/dev/null"], capture_output=True).stdout
+    lib.has_avx512 = has_avx512()
     lib.nm_spmm_rows_kmajor_f32.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 6 + [ctypes.c_int]
     return lib
 

@@ -1,0 +1,123 @@
+"""Native CPU impl of ``quant_matmul``: a C kernel (``csrc/quant_cpu.c``) called through ctypes.
+
+Why a C kernel: at batch 1-64 a weight-only low-bit matmul is worth doing only if the codes are
+unpacked in registers on their way to the FMAs; any torch composition materialises the fp32 weight
+(4 B per weight written and read again), which is exactly the traffic quantization is meant to save.
+The kernel reads each code once per call (4 or 8 bits + the group's scale), dequantizes 4 rows x 1024
+codes at a time into an L1 buffer with 16-wide vector unpacking, and runs a 4-row x 4-batch register
+tile of FMAs over it. N:M + quant gathers the kept columns of x per vector block first (1:2 / 2:4
+with v = 1 decode the 2-bit packed indices in registers), then runs the same dense routine; with
+v = 1 and batch > 1 it dequantizes each row once and does one 16-wide FMA per kept value against a
+K-major x instead (a per-row gather of the whole batch would cost more than the FMAs).
+
+Built on first use by :func:`kernels.native_build.build_library` (same compiler, flags and cache as
+the N:M kernel). ``available()`` is false when the build fails; the registry then never selects it.
+fp32 activations only, batch <= 64.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from kernels.native_build import build_library, has_avx512
+from kernels.quant.format import NMQuantWeight, QuantWeight
+from kernels.quant.registry import Impl, check_inputs, register_impl
+
+__all__ = ["quant_matmul_native"]
+
+SOURCE = Path(__file__).with_name("csrc") / "quant_cpu.c"
+PARALLEL_WORK = 1 << 20  # multiply-adds per extra thread (an OpenMP wake-up costs tens of us)
+MAX_BATCH = 64
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    lib = build_library(SOURCE, "quant_cpu")
+    if lib is None:
+        return None
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.quant_gemm_f32.restype = ctypes.c_int
+    lib.quant_gemm_f32.argtypes = [p, p, p, i32, p, p] + [i64] * 5 + [i32]
+    lib.nmq_gemm_f32.restype = ctypes.c_int
+    lib.nmq_gemm_f32.argtypes = [p, p, p, i32, p, p, p, p] + [i64] * 8 + [i32]
+    lib.nmq_rows_kmajor_f32.restype = ctypes.c_int
+    lib.nmq_rows_kmajor_f32.argtypes = [p, p, p, i32, p, p, p] + [i64] * 8 + [i32]
+    return lib
+
+
+def _available() -> bool:
+    return _library() is not None
+
+
+def _half_packed(w: NMQuantWeight) -> bool:
+    """1:2 or 2:4 with v = 1 and byte-aligned rows of 2-bit indices, on an AVX-512 build."""
+    bits = 1 if w.m == 2 else 2
+    return has_avx512() and w.v == 1 and (w.n, w.m) in ((1, 2), (2, 4)) and (w.kept * bits) % 8 == 0
+
+
+def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
+    """``y = x @ dequantize(w).T`` with the C kernel (fp32, CPU, at most 64 rows of x).
+
+    Raises:
+        TypeError: x not fp32 (after the shared checks).
+        ValueError: more than 64 rows of x, or a non-CPU tensor.
+    """
+    check_inputs(w, x)
+    if x.dtype != torch.float32:
+        raise TypeError(f"native quant impl supports fp32 activations only, got {x.dtype}")
+    if x.device.type != "cpu":
+        raise ValueError(f"native quant impl runs on CPU, got {x.device}")
+    out_features, in_features = w.shape
+    lead = x.shape[:-1]
+    x2 = x.detach().reshape(-1, in_features).contiguous()  # (B, in)
+    batch = x2.shape[0]
+    if batch > MAX_BATCH:
+        raise ValueError(f"native quant impl handles at most {MAX_BATCH} rows of x, got {batch}")
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("native quant kernel could not be built (no C compiler?)")
+    q = w.q if isinstance(w, NMQuantWeight) else w
+    y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
+    if batch == 0:
+        return y.view(*lead, out_features)
+    threads = max(1, min(torch.get_num_threads(), q.shape[0] * q.shape[1] * batch // PARALLEL_WORK))
+    scale_f16 = int(q.scales.dtype == torch.float16)
+    zeros = None if q.zeros is None else q.zeros.data_ptr()
+    if isinstance(w, QuantWeight):
+        status = lib.quant_gemm_f32(x2.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(), scale_f16,
+                                    zeros, y.data_ptr(), out_features, in_features, q.bits, q.group,
+                                    batch, threads)
+    elif w.v == 1 and batch > 1:
+        # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
+        padded = -(-batch // 16) * 16
+        xt = x2.new_zeros(in_features, padded)  # (in, Bp)
+        xt[:, :batch] = x2.T
+        off = w.pattern().offsets_u8()  # (out, K') uint8, cached
+        status = lib.nmq_rows_kmajor_f32(xt.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(),
+                                         scale_f16, zeros, off.data_ptr(), y.data_ptr(), out_features,
+                                         in_features, w.n, w.m, q.bits, q.group, padded, batch, threads)
+    else:
+        packed = _half_packed(w)
+        off = None if packed else w.pattern().offsets_u8().data_ptr()  # (n_vec, K') uint8, cached
+        status = lib.nmq_gemm_f32(x2.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(), scale_f16,
+                                  zeros, off, w.indices.data_ptr(), y.data_ptr(), out_features,
+                                  in_features, w.n, w.m, w.v, q.bits, q.group, batch, threads)
+    if status:
+        raise RuntimeError(f"native quant kernel failed with status {status}")
+    return y.view(*lead, out_features)
+
+
+NATIVE = register_impl(Impl(
+    name="native",
+    fn=quant_matmul_native,
+    available=_available,
+    supports=lambda w, x: (x.device.type == "cpu" and x.dtype == torch.float32
+                           and x.numel() // max(1, w.shape[1]) <= MAX_BATCH),
+    priority=15,
+    dtypes=(torch.float32,),
+))

@@ -1,0 +1,100 @@
+"""One call for every low-bit matmul: ``quant_matmul(w, x, impl="auto")`` (as ``nm_matmul``).
+
+``y = x @ W.T`` with ``W`` the dequantized weight (:meth:`QuantWeight.dequantize`, or the dense N:M
+weight of an :class:`NMQuantWeight`), ``x: (..., in)``, ``y: (..., out)``. Inference only: when ``x``
+requires grad the reference (plain torch, differentiable in ``x``) runs.
+
+Selection follows :mod:`kernels.nm.registry` (and reuses its :class:`~kernels.nm.registry.Impl`):
+``REPROLAB_KERNEL=reference`` forces the reference; ``REPROLAB_KERNEL=<name>`` replaces ``"auto"``
+when ``<name>`` is a registered *quant* impl (N:M-only names such as ``cpu`` are ignored here);
+``"auto"`` takes the highest-priority available impl whose ``supports(w, x)`` is true.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from kernels.nm.registry import ENV_VAR, Impl
+from kernels.quant.format import NMQuantWeight, QuantWeight
+
+__all__ = ["check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
+
+_REGISTRY: dict[str, Impl] = {}
+
+
+def register_impl(impl: Impl) -> Impl:
+    """Add an impl; a duplicate name raises (no silent overwrite)."""
+    if impl.name in _REGISTRY:
+        raise ValueError(f"quant impl {impl.name!r} is already registered")
+    _REGISTRY[impl.name] = impl
+    return impl
+
+
+def impls() -> dict[str, Impl]:
+    """All registered quant impls by name (available or not)."""
+    return dict(_REGISTRY)
+
+
+def get_impl(name: str) -> Impl:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown quant impl {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def check_inputs(w: QuantWeight | NMQuantWeight, x: Tensor) -> None:
+    """Shared validation: every impl raises the same error for the same bad input.
+
+    Raises:
+        TypeError: ``w`` not a QuantWeight/NMQuantWeight, or ``x`` not a floating tensor.
+        ValueError: an invalid weight (bits not in {4, 8}, group not dividing the width, wrong
+            code/scale shapes: :meth:`QuantWeight.validate`), ``x.shape[-1] != in``, a 0-d ``x``, or
+            ``x`` on another device.
+    """
+    if not isinstance(w, (QuantWeight, NMQuantWeight)):
+        raise TypeError(f"w must be a QuantWeight or NMQuantWeight, got {type(w).__name__}")
+    w.validate()
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"x has shape {tuple(x.shape)}; its last dim must equal in_features={w.shape[1]}")
+    if x.device != w.device:
+        raise ValueError(f"x is on {x.device} but the weight is on {w.device}")
+
+
+def select_impl(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") -> Impl:
+    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl`."""
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if forced == "reference":
+        return get_impl("reference")
+    if impl == "auto" and forced in _REGISTRY:
+        impl = forced
+    if impl != "auto":
+        chosen = get_impl(impl)
+        if not chosen.available():
+            raise RuntimeError(f"quant impl {impl!r} is not available in this process")
+        return chosen
+    for cand in sorted(_REGISTRY.values(), key=lambda c: -c.priority):
+        if cand.available() and cand.supports(w, x):
+            return cand
+    return get_impl("reference")
+
+
+def quant_matmul(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") -> Tensor:
+    """``y = x @ dequantize(w).T`` (see the module docstring).
+
+    Args:
+        w: quantized ``(out, in)`` weight, dense or N:M.
+        x: ``(..., in)`` float activations on the weight's device.
+        impl: ``"auto"`` or a registered impl name.
+
+    Returns:
+        ``(..., out)`` in ``x.dtype``.
+    """
+    check_inputs(w, x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return get_impl("reference").fn(w, x)
+    return select_impl(w, x, impl).fn(w, x)

@@ -1,0 +1,147 @@
+"""quant_matmul: every impl against the dequantize-then-matmul definition, on shapes that are not
+multiples of the group, the row tile (4) or the vector width (16/32), plus the shared bad-input errors
+and the dispatch rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.quant import NMQuantWeight, QuantWeight, impls, quant_matmul, select_impl
+from tests.kernels.conftest import random_nm
+
+IMPLS = sorted(impls())
+# (bits, group, symmetric, in_features): per-channel widths not multiples of 16, groups not
+# multiples of 16/32, widths not multiples of the 1024-code k-block
+FORMATS = [(4, 32, True, 96), (4, 32, False, 1120), (4, 128, True, 384), (4, 128, False, 1152),
+           (8, None, True, 100), (8, None, False, 2100), (8, 32, True, 160), (4, 6, True, 42),
+           (8, 7, False, 49), (4, 48, True, 96)]
+BATCHES = [(1,), (5,), (2, 3), (17,), (64,)]
+
+
+def _close(y: torch.Tensor, w_dense: torch.Tensor, x: torch.Tensor) -> None:
+    """fp32 result vs an fp64 matmul of the same dequantized weight (sum-order tolerance)."""
+    expect = (x.double() @ w_dense.double().T)
+    bound = 1e-5 * (x.double().abs() @ w_dense.double().abs().T) + 1e-6
+    assert y.dtype == x.dtype and y.shape == expect.shape
+    err = (y.double() - expect).abs()
+    assert bool((err <= bound).all()), f"max err {err.max().item():.3g} vs bound {bound.max().item():.3g}"
+
+
+def _available(name: str) -> None:
+    if not impls()[name].available():
+        pytest.skip(f"{name} impl not available here")
+
+
+@pytest.mark.parametrize("name", IMPLS)
+@pytest.mark.parametrize("bits,group,sym,in_f", FORMATS)
+def test_dense_quant_parity(name, bits, group, sym, in_f):
+    _available(name)
+    g = torch.Generator().manual_seed(in_f + bits)
+    w = torch.randn(37, in_f, generator=g)
+    q = QuantWeight.quantize(w, bits=bits, group=group, symmetric=sym)
+    dense = q.dequantize()
+    for lead in BATCHES:
+        x = torch.randn(*lead, in_f, generator=g)
+        _close(quant_matmul(q, x, impl=name), dense, x)
+
+
+@pytest.mark.parametrize("name", IMPLS)
+@pytest.mark.parametrize("n,m,v", [(2, 4, 1), (1, 2, 1), (2, 4, 32), (1, 8, 1), (4, 8, 4), (3, 4, 1)])
+@pytest.mark.parametrize("bits,sym", [(4, True), (8, False)])
+def test_nm_quant_parity(name, n, m, v, bits, sym):
+    _available(name)
+    in_f = 8 * 48  # 384: K' = 192 (2:4), 48 (1:8), 288 (3:4)
+    nw = random_nm(37, in_f, n, m, v, seed=n * 10 + m)  # 37 rows: partial v=32 block and row tile
+    group = 16 if bits == 4 else None
+    nq = NMQuantWeight.from_nm(nw, bits=bits, group=group, symmetric=sym)
+    dense = nq.dequantize()
+    assert not bool(dense[~nw.mask()].any())
+    g = torch.Generator().manual_seed(1)
+    for lead in BATCHES:
+        x = torch.randn(*lead, in_f, generator=g)
+        _close(quant_matmul(nq, x, impl=name), dense, x)
+
+
+def test_nm_quant_unaligned_packed_rows():
+    """1:2 / 2:4 v=1 rows whose packed indices are not byte aligned (the native kernel then gathers
+    with uint8 offsets instead of decoding the packed bits)."""
+    for w in (random_nm(5, 36, 2, 4, 1), random_nm(5, 42, 1, 2, 1)):  # K' = 18 (36 bits), 21 bits
+        nq = NMQuantWeight.from_nm(w, bits=8)
+        x = torch.randn(3, w.shape[1])
+        for name in IMPLS:
+            if impls()[name].available():
+                _close(quant_matmul(nq, x, impl=name), nq.dequantize(), x)
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_same_errors_from_every_impl(name):
+    _available(name)
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    x = torch.randn(2, 64)
+    bad_bits = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    bad_bits.bits = 3  # corrupted after construction: every impl re-validates
+    with pytest.raises(ValueError, match="bits must be one of"):
+        impls()[name].fn(bad_bits, x)
+    bad_group = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    bad_group.group = 24
+    with pytest.raises(ValueError, match="group=24 does not divide the width in_features=64"):
+        impls()[name].fn(bad_group, x)
+    bad_zero = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32, symmetric=False)
+    bad_zero.zeros = bad_zero.zeros[:, :1]
+    with pytest.raises(ValueError, match="zeros must be uint8 of shape \\(8, 2\\)"):
+        impls()[name].fn(bad_zero, x)
+    bad_codes = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    bad_codes.codes = bad_codes.codes.to(torch.int32)
+    with pytest.raises(ValueError, match="codes must be uint8"):
+        impls()[name].fn(bad_codes, x)
+    with pytest.raises(ValueError, match="in_features=64"):
+        impls()[name].fn(q, torch.randn(2, 63))
+    with pytest.raises(TypeError, match="floating-point"):
+        impls()[name].fn(q, torch.ones(2, 64, dtype=torch.int64))
+    with pytest.raises(TypeError, match="QuantWeight"):
+        impls()[name].fn(q.dequantize(), x)
+
+
+def test_native_limits():
+    native = impls()["native"]
+    if not native.available():
+        pytest.skip("native impl not built")
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=8)
+    with pytest.raises(TypeError, match="fp32"):
+        native.fn(q, torch.randn(2, 64, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="at most 64 rows"):
+        native.fn(q, torch.randn(65, 64))
+    assert select_impl(q, torch.randn(65, 64)).name == "reference"
+    assert select_impl(q, torch.randn(16, 64)).name == "native"
+
+
+def test_reference_handles_other_dtypes_and_env(monkeypatch):
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    xb = torch.randn(3, 64, dtype=torch.bfloat16)
+    assert select_impl(q, xb).name == "reference"
+    assert quant_matmul(q, xb).dtype == torch.bfloat16
+    monkeypatch.setenv("REPROLAB_KERNEL", "reference")
+    assert select_impl(q, torch.randn(2, 64), impl="native").name == "reference"
+    monkeypatch.setenv("REPROLAB_KERNEL", "cpu")  # an N:M-only name is ignored here
+    assert select_impl(q, torch.randn(2, 64)).name in ("native", "reference")
+
+
+def test_grad_wrt_x_goes_through_the_reference():
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    x = torch.randn(2, 64, requires_grad=True)
+    quant_matmul(q, x).sum().backward()
+    torch.testing.assert_close(x.grad, q.dequantize().sum(0).expand(2, 64))
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_fp32_scales_empty_and_strided_inputs(name):
+    _available(name)
+    g = torch.Generator().manual_seed(3)
+    for bits, group in ((4, 32), (8, 64)):
+        q = QuantWeight.quantize(torch.randn(9, 128, generator=g), bits=bits, group=group,
+                                 symmetric=False, scale_dtype=torch.float32)
+        for batch in (1, 6):
+            x = torch.randn(128, batch, generator=g).T  # non-contiguous (batch, 128)
+            _close(quant_matmul(q, x, impl=name), q.dequantize(), x)
+        assert quant_matmul(q, torch.randn(0, 128), impl=name).shape == (0, 9)
