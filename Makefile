@@ -18,7 +18,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help install run papers test test-fast repro dvc-yaml ui serve lock clean-store
+.PHONY: help install run papers test test-fast browser-deps repro dvc-yaml ui serve lock clean-store
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ run: install  ## reproduce PAPER (default nm_sparsity; PAPER=all for every paper
 papers: install  ## list the registered papers
 	$(PY) -m tasks papers
 
-test: install  ## run the whole test suite
+test: install infra-deps browser-deps  ## install what the tests need (idempotent), then run the whole test suite
 	$(PY) -m pytest -q tests
+
+browser-deps:  ## Debian's chromium for the browser tests (apt, only when /usr/bin/chromium is missing)
+	bash mk/browser-deps.sh
 
 repro: install  ## run the same pipelines with DVC (full profile, outputs under artifacts/)
 	$(VENV)/bin/dvc repro

@@ -34,12 +34,13 @@ def main() -> int:
                  "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
         os.environ.setdefault(k, v)
     from flows.papers import get_paper
+    from flows.run import build_flow
 
     t_import = time.perf_counter() - T_START
     results = {}
     for name in args.paper or PAPERS:
         t0 = time.perf_counter()
-        summary = get_paper(name).flow(profile=args.profile)
+        summary = build_flow(get_paper(name))(profile=args.profile)
         results[name] = {
             "flow_wall_s": time.perf_counter() - t0,
             "stages_s": {k: v["seconds"] for k, v in summary["stages"].items()},

@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides = json.loads(args.overrides) if args.overrides else None
         names = list(discover()) if args.paper == "all" else [args.paper]
         papers = [get_paper(n) for n in names]
+        from flows.run import build_flow
+
         for paper in papers:
             t0 = time.perf_counter()
-            summary = paper.flow(profile=args.profile, overrides=overrides)
+            summary = build_flow(paper)(profile=args.profile, overrides=overrides)
             computed = [s for s, v in summary["stages"].items() if not (v["cached"] or v["reused"])]
             print(f"\n== {paper.name} ({args.profile}) finished in {time.perf_counter() - t0:.1f}s; "
                   f"{len(computed)} of {len(summary['stages'])} stages computed, the rest reused")

@@ -198,11 +198,13 @@ _FLOWS: dict[str, Any] = {}
 
 
 def build_flow(paper: Paper):
-    """The Prefect flow of ``paper`` (built once per process).
+    """The Prefect flow of ``paper`` (built once per process); importable as
+    ``flows/entrypoints.py:<paper>`` (:mod:`flows.entrypoints`), which is how every deployment
+    of it loads it.
 
     Parameters (editable in the Prefect UI): ``profile`` ("smoke" or "full") and
     ``overrides``, a partial params section merged over ``params.yaml`` for this run only
-    (e.g. ``{"prune": {"patterns": ["2:4"]}}``), validated like the file.
+    (e.g. ``{"prune": {"patterns": ["2:4"]}}``), validated like the file (docs/params.md).
     """
     if paper.name in _FLOWS:
         return _FLOWS[paper.name]
@@ -216,20 +218,74 @@ def build_flow(paper: Paper):
     return f
 
 
+PARAMS_DOC = "docs/params.md"
+
+
+def example_override(paper: Paper) -> dict[str, Any]:
+    """A valid ``overrides`` value for ``paper``: the first setting of its smoke profile overlay
+    (``profiles.smoke.<paper>`` in ``params.yaml``), e.g. ``{"train": {"max_epochs": 8}}``.
+
+    Raises:
+        ValueError: the paper has no smoke overlay to draw an example from.
+    """
+    from tasks.platform.params import DEFAULT_PARAMS, read_yaml
+
+    overlay = ((read_yaml(DEFAULT_PARAMS).get("profiles") or {}).get("smoke") or {}).get(paper.name)
+    if not overlay:
+        raise ValueError(f"params.yaml has no profiles.smoke.{paper.name} to draw an example override from")
+
+    def first(d: dict[str, Any]) -> dict[str, Any]:
+        key, value = next(iter(d.items()))
+        return {key: first(value) if isinstance(value, dict) and value else value}
+
+    return first(overlay)
+
+
+def deployment_description(paper: Paper) -> str:
+    """What the Prefect UI shows on ``paper``'s deployment: what it runs, how to override
+    params for one run (an example that validates) and where the params reference is."""
+    import json
+
+    example = json.dumps(example_override(paper))
+    return (
+        f"Reproduce {paper.title} (arXiv:{paper.arxiv}); re-runs nightly.\n\n"
+        f"Run → Custom run: `profile` is `smoke` (tiny, minutes) or `full` (the published numbers); "
+        f"`overrides` is a partial `{paper.name}` section of params.yaml merged over it for this run "
+        f"only and validated like the file, e.g. `{example}`. A bad key or value fails the run at once "
+        f"with an error naming it.\n\n"
+        f"Params reference: {PARAMS_DOC} (section `{paper.name}`), the values themselves: params.yaml."
+    )
+
+
+ENTRYPOINT_FILE = "flows/entrypoints.py"
+
+
+def entrypoint(paper: str) -> str:
+    """The importable entrypoint of ``paper``'s flow (:mod:`flows.entrypoints`), relative to the repo root."""
+    return f"{ENTRYPOINT_FILE}:{paper}"
+
+
 def build_deployments(papers: list[Paper], cron: str = NIGHTLY_CRON, timezone: str = "UTC", profile: str = "full"):
-    """One deployment per paper flow, scheduled nightly (retraining), parameters editable."""
+    """One deployment per paper flow, scheduled nightly (retraining), parameters editable.
+
+    Each loads its flow from :func:`entrypoint` (``flows/entrypoints.py:<paper>``) (the closure ``build_flow``
+    returns has no importable name of its own), relative to the working directory as Prefect
+    computes it: the runner of ``prefect.serve`` starts each flow run in this directory.
+    """
     from prefect.schedules import Cron
 
-    return [
-        build_flow(p).to_deployment(
+    deps = []
+    for p in papers:
+        dep = build_flow(p).to_deployment(
             name=f"{p.name}-nightly",
             schedule=Cron(cron, timezone=timezone),
             parameters={"profile": profile, "overrides": {}},
-            description=f"Nightly re-run of {p.name}; edit profile/overrides and trigger from the UI.",
+            description=deployment_description(p),
             tags=["reprolab", p.name],
         )
-        for p in papers
-    ]
+        dep.entrypoint = f"{os.path.relpath(ROOT / ENTRYPOINT_FILE)}:{p.name}"
+        deps.append(dep)
+    return deps
 
 
 def clear_store(paper: Paper) -> None:

@@ -65,11 +65,12 @@ def deploy_papers(work_pool: str, cron: str | None = None, papers: list[str] | N
     The deployments themselves (name ``<paper>-nightly``, nightly cron, editable ``profile`` /
     ``overrides`` parameters, description, tags) come from the lead's ``flows.run.build_deployments``
     (what ``python -m flows serve`` serves); only where they run changes: a work pool instead of a
-    ``serve`` process, loading the flow from ``infra/paper_flows.py:<paper>`` in this checkout.
+    ``serve`` process, loading the flow from the same ``flows/entrypoints.py:<paper>`` in this checkout.
 
     Returns:
         ``{"<paper>/<paper>-nightly": deployment id}``.
     """
+    from flows.run import entrypoint
     from flows.papers import discover, get_paper
     from flows.run import NIGHTLY_CRON as PAPER_CRON
     from flows.run import build_deployments
@@ -78,7 +79,7 @@ def deploy_papers(work_pool: str, cron: str | None = None, papers: list[str] | N
     out: dict[str, UUID] = {}
     for paper, dep in zip(selected, build_deployments(selected, cron=cron or PAPER_CRON), strict=True):
         out[f"{paper.name}/{dep.name}"] = deploy_entrypoint(
-            f"infra/paper_flows.py:{paper.name}", dep.name, work_pool=work_pool, parameters=dep.parameters,
+            entrypoint(paper.name), dep.name, work_pool=work_pool, parameters=dep.parameters,
             description=dep.description, schedules=[_as_schedule(s) for s in dep.schedules or []], tags=dep.tags,
         )
     return out

@@ -35,3 +35,12 @@ def test_unknown_paper_is_a_clear_error():
     out = subprocess.run([sys.executable, "-m", "tasks", "run", "--paper", "nope", "--stage", "x"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 2 and "unknown paper 'nope'" in out.stderr
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [ln.strip() for ln in ci.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd ",
+                                                                                                      "export "))]
+    assert commands == ["make test"], commands
+    make_n = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    assert "infra/install-deps.sh" in make_n.stdout and "mk/browser-deps.sh" in make_n.stdout, make_n.stdout

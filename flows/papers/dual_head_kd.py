@@ -45,4 +45,3 @@ PAPER = register_paper(
         stages=kd_stages(ARMS, report_dual_head),
     )
 )
-flow = PAPER.flow

@@ -77,4 +77,3 @@ PAPER = register_paper(
         ),
     )
 )
-flow = PAPER.flow

@@ -82,4 +82,3 @@ PAPER = register_paper(
         ),
     )
 )
-flow = PAPER.flow

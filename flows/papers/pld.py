@@ -38,4 +38,3 @@ PAPER = register_paper(
         stages=kd_stages(ARMS, report_pld),
     )
 )
-flow = PAPER.flow

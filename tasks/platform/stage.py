@@ -133,13 +133,6 @@ class Paper:
                 hit.add(st.name)
         return [s.name for s in self.stages if s.name in hit and s.name != name]
 
-    @property
-    def flow(self):
-        """The Prefect flow of this paper (built lazily so the DVC CLI never imports Prefect)."""
-        from flows.run import build_flow
-
-        return build_flow(self)
-
 
 _PAPERS: dict[str, Paper] = {}
 

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.papers import discover
+from flows.run import build_flow
 from tasks.platform import artifacts
 from tasks.platform.stage import StageResult, _verify_manifest
 
@@ -31,7 +32,7 @@ def first_runs(harness):
 
 
 def _run(paper, **kw):
-    return paper.flow(profile="smoke", **kw)
+    return build_flow(paper)(profile="smoke", **kw)
 
 
 def _results(summary):
