@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from flows import local
 from tasks.params import ROOT
 
+local.configure()  # the project's own PREFECT_HOME, before Prefect is imported
 HOME = Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab"))
 os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(HOME / "prefect-results"))
 for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -32,7 +34,7 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 
-from tasks import artifacts, tracking  # noqa: E402
+from tasks import artifacts, progress, tracking  # noqa: E402
 from tasks.errors import ReprolabError  # noqa: E402
 from tasks.params import load_all  # noqa: E402
 from tasks.report import publish, write_index  # noqa: E402
@@ -93,7 +95,8 @@ def _retry_transient(task, task_run, state) -> bool:
 def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
     """Run one stage through the shared stage shell; return its :class:`StageResult` as JSON."""
     p, st, prm = _stage_args({"paper": paper, "stage": stage, "params": params})
-    result = run_stage(p, st, prm, inputs)
+    with progress.forward(get_run_logger()):  # epochs / seeds / models of this stage, in its run log
+        result = run_stage(p, st, prm, inputs)
     get_run_logger().info(
         "%s/%s %s in %.2fs", paper, stage, "reused from the store" if result.reused else "computed", result.seconds
     )
@@ -136,7 +139,10 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
     results: dict[str, StageResult] = {}
     summary: dict[str, Any] = {"paper": paper.name, "profile": profile, "mlflow_run_id": parent, "stages": {}}
     try:
-        for st in paper.stages:
+        for i, st in enumerate(paper.stages, 1):
+            with progress.forward(get_run_logger()):
+                progress.stage(paper.name, st.name, i, len(paper.stages), t0, i - 1,
+                               [n for n, v in summary["stages"].items() if v["cached"] or v["reused"]])
             inputs = resolve_inputs(st, results)
             state = stage_task.with_options(name=f"{paper.name}.{st.name}")(
                 paper.name, st.name, params_json, inputs, return_state=True
@@ -168,8 +174,11 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
             tracker.set_parent_tags({"reprolab.report": str(report)})
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         tracker.finish("FINISHED")
-    except BaseException:
-        tracker.finish("FAILED")
+        progress.finish()  # (not on failure: an interrupted run reports the stage it stopped in)
+    except BaseException as e:
+        # Ctrl-C / SIGTERM (flows/interrupt.py; Prefect's TerminationSignal) end the run KILLED.
+        tracker.finish("KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) or type(e).__name__ == "TerminationSignal"
+                       else "FAILED")
         raise
     return summary
 

@@ -29,6 +29,7 @@ from tasks.methods import mia
 from tasks.methods import nm_magnitude as nm
 from tasks.methods.dpsgd import DPSGDParams, canary_audit, make_canaries, many_run_scores
 from tasks.methods.nm_magnitude import PruneParams
+from tasks.progress import progress
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits, torch_threads
 
 # Attacks that need shadow/reference models; the rest only look at the target.
@@ -126,6 +127,7 @@ def train_models(
     n_cls = num_classes(pool, val)
     models, times = [], []
     for k in range(keep.shape[0]):
+        progress("model", k + 1, keep.shape[0], role="target" if k == 0 else "shadow")
         t0 = time.perf_counter()
         train_k = pool.filter(pa.array(keep[k]))
         model = init_model(spec, pool, n_cls, seed + k)
