@@ -97,7 +97,8 @@ class TemporaryServer:
     """A Prefect server for one run: ``python -m flows.server`` on a free loopback port.
 
     Started in its own session (the terminal's Ctrl-C does not reach it); :meth:`stop`
-    ends it with SIGTERM (then SIGKILL after ``grace`` seconds).
+    ends it with SIGTERM (then SIGKILL after ``grace`` seconds), and it stops by itself
+    within a second or two when this process dies without stopping it (``kill -9``).
     """
 
     def __init__(self, startup_timeout: float | None = None):
@@ -112,7 +113,8 @@ class TemporaryServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.server", "--port", str(self.port), "--no-ui", "--temporary"],
+                [sys.executable, "-m", "flows.server", "--port", str(self.port), "--no-ui", "--temporary",
+                 "--exit-with", str(os.getpid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                 start_new_session=True, env=os.environ.copy(),
             )

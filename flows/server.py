@@ -77,6 +77,20 @@ def build_app(host: str, port: int, extra_hosts: list[str], ephemeral: bool = Fa
     return TrustedHostMiddleware(app, allowed_hosts=hosts)
 
 
+def _exit_with(pid: int, interval: float = 1.0) -> None:
+    """Send this process SIGTERM (uvicorn's clean shutdown) once process ``pid`` is gone."""
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while local._pid_alive(pid):
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with", daemon=True).start()
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -93,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-host", action="append", default=[], help="another Host name to accept")
     ap.add_argument("--no-ui", action="store_true", help="API only (no dashboard)")
     ap.add_argument("--temporary", action="store_true", help="a server for one run: not recorded as the project's")
+    ap.add_argument("--exit-with", type=int, default=None, metavar="PID",
+                    help="stop when process PID is gone (a run's temporary server outlives no `kill -9` of it)")
     args = ap.parse_args(argv)
+    if args.exit_with:
+        _exit_with(args.exit_with)
 
     local.configure()
     hosts = own_hosts(args.host, args.allow_host)
