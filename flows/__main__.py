@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReprolabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a run started (while importing the papers)
+        print("interrupted (SIGINT) before any stage started; nothing was run", file=sys.stderr)
+        return 130
 
 
 def _validate(papers: list, profile: str, overrides: dict | None) -> None:

@@ -106,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=local.DEFAULT_PORT)
     ap.add_argument("--allow-host", action="append", default=[], help="another Host name to accept")
     ap.add_argument("--no-ui", action="store_true", help="API only (no dashboard)")
-    ap.add_argument("--temporary", action="store_true", help="a server for one run: not recorded as the project's")
+    ap.add_argument("--temporary", action="store_true", help="a server for one run (Prefect's ephemeral mode, not recorded)")
+    ap.add_argument("--no-record", action="store_true", help="do not record this server as the project's (the stack)")
     ap.add_argument("--exit-with", type=int, default=None, metavar="PID",
                     help="stop when process PID is gone (a run's temporary server outlives no `kill -9` of it)")
     args = ap.parse_args(argv)
+    record = not (args.temporary or args.no_record)
     if args.exit_with:
         _exit_with(args.exit_with)
 
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(args.host, args.port, args.allow_host, ephemeral=args.temporary)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{args.port}"
     state = local.prefect_home() / local.STATE_FILE
-    if not args.temporary:
+    if record:
         state.parent.mkdir(parents=True, exist_ok=True)
         tmp = state.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "api_url": f"{url}/api", "ui_url": url}))
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.temporary else "info",
                     timeout_graceful_shutdown=3)
     finally:
-        if not args.temporary:
+        if record:
             try:
                 if json.loads(state.read_text()).get("pid") == os.getpid():
                     state.unlink()
