@@ -116,7 +116,7 @@ def _run(papers: list, profile: str, overrides: dict | None) -> int:
         if stale:
             print(f"Prefect: marked {len(stale)} run(s) left Running by a process that is gone Crashed: "
                   f"{', '.join(stale)}", flush=True)
-        with tags("reprolab", local.run_tag()):
+        with tags("reprolab", local.run_tag()), interrupt.deferred():
             for paper in papers:
                 t0 = time.perf_counter()
                 summary = paper.flow(profile=profile, overrides=overrides)

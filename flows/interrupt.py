@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM for ``python -m flows run``: stop within seconds, say what stopped, exit 130/143.
 
 The first SIGINT/SIGTERM raises ``KeyboardInterrupt`` in the main thread, where the flow and
-its stage tasks run: Prefect marks the task and flow runs Crashed ("aborted by an interrupt
+its stage tasks run (at once inside a stage's compute, else at the flow's next safe point,
+see :func:`deferred`): Prefect marks the task and flow runs Crashed ("aborted by an interrupt
 signal") on the still-running server, ``flows.run.run_pipeline`` ends its MLflow run KILLED,
 and ``python -m flows`` prints one line and exits ``128 + signal``. (During a flow, Prefect's
 own SIGTERM bridge raises ``TerminationSignal`` first and then re-sends the signal to this
@@ -20,13 +21,49 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 GRACE_SECONDS = 8.0
 _received: int | None = None
 _cleanup: list[Callable[[], None]] = []
 _message: Callable[[int], str] = lambda signum: f"interrupted by {signal.Signals(signum).name}"
 _text = ""
+
+
+_raise_now = True  # False inside a flow run, outside a stage's compute: see deferred()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Inside the block (a flow run), a signal is only recorded; it raises at the next
+    :func:`checkpoint` or on entering :func:`raising`. NOTE: a ``KeyboardInterrupt`` landing
+    inside Prefect's engine (creating a task run, persisting a result) was seen to surface as
+    an unrelated error ("Task run is not set") and a Failed flow run instead of Crashed."""
+    global _raise_now
+    prev, _raise_now = _raise_now, False
+    try:
+        yield
+    finally:
+        _raise_now = prev
+
+
+@contextmanager
+def raising() -> Iterator[None]:
+    """Inside the block (a stage's compute), a signal raises ``KeyboardInterrupt`` at once."""
+    global _raise_now
+    prev, _raise_now = _raise_now, True
+    try:
+        checkpoint()
+        yield
+    finally:
+        _raise_now = prev
+
+
+def checkpoint() -> None:
+    """Raise ``KeyboardInterrupt`` if a signal was received (a safe point of the flow)."""
+    if _received is not None and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
 
 
 def received() -> int | None:
@@ -61,7 +98,8 @@ def _handler(signum: int, frame: object) -> None:
     _text = _message(signum)  # now, while the interrupted stage is still the current one
     silence_console()
     threading.Thread(target=_watchdog, name="reprolab-interrupt-watchdog", daemon=True).start()
-    raise KeyboardInterrupt
+    if _raise_now:
+        raise KeyboardInterrupt
 
 
 class _QuietCrash(logging.Filter):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from flows import local
+from flows import interrupt, local
 from tasks.params import ROOT
 
 local.configure()  # the project's own PREFECT_HOME, before Prefect is imported
@@ -95,7 +95,7 @@ def _retry_transient(task, task_run, state) -> bool:
 def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
     """Run one stage through the shared stage shell; return its :class:`StageResult` as JSON."""
     p, st, prm = _stage_args({"paper": paper, "stage": stage, "params": params})
-    with progress.forward(get_run_logger()):  # epochs / seeds / models of this stage, in its run log
+    with progress.forward(get_run_logger()), interrupt.raising():  # progress in the run log; Ctrl-C stops it
         result = run_stage(p, st, prm, inputs)
     get_run_logger().info(
         "%s/%s %s in %.2fs", paper, stage, "reused from the store" if result.reused else "computed", result.seconds
@@ -140,6 +140,7 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
     summary: dict[str, Any] = {"paper": paper.name, "profile": profile, "mlflow_run_id": parent, "stages": {}}
     try:
         for i, st in enumerate(paper.stages, 1):
+            interrupt.checkpoint()
             with progress.forward(get_run_logger()):
                 progress.stage(paper.name, st.name, i, len(paper.stages), t0, i - 1,
                                [n for n, v in summary["stages"].items() if v["cached"] or v["reused"]])
@@ -177,8 +178,9 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
         progress.finish()  # (not on failure: an interrupted run reports the stage it stopped in)
     except BaseException as e:
         # Ctrl-C / SIGTERM (flows/interrupt.py; Prefect's TerminationSignal) end the run KILLED.
-        tracker.finish("KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) or type(e).__name__ == "TerminationSignal"
-                       else "FAILED")
+        killed = interrupt.received() is not None or isinstance(e, (KeyboardInterrupt, SystemExit)) \
+            or type(e).__name__ == "TerminationSignal"
+        tracker.finish("KILLED" if killed else "FAILED")
         raise
     return summary
 

@@ -105,3 +105,13 @@ def test_ctrl_c_stops_it_and_removes_its_record(server):
     assert proc.wait(timeout=30) == 0
     assert not (home / local.STATE_FILE).exists()
     assert local.project_server_url() is None or not local.healthy(f"{base}/api", 1.0)
+
+
+def test_serve_without_a_server_exits_2_with_the_command(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path)  # no server recorded here
+    out = subprocess.run([sys.executable, "-m", "flows", "serve"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "make ui" in out.stderr and "PREFECT_API_URL" in out.stderr
+    assert "Traceback" not in out.stderr
