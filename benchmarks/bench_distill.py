@@ -37,10 +37,10 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from models import ModelSpec  # noqa: E402
-from tasks import artifacts  # noqa: E402
+from tasks.platform import artifacts  # noqa: E402
 from tasks.data_prep import DataParams, prepare, table_to_tensors  # noqa: E402
-from tasks.distill import DistillParams, distill, load_model, make_loss_fn  # noqa: E402
-from tasks.train import TrainParams, accuracy_and_loss, init_model, num_classes, train, unpack_seeds  # noqa: E402
+from tasks.distill.distill import DistillParams, distill, make_loss_fn  # noqa: E402
+from tasks.train import TrainParams, accuracy_and_loss, init_model, load_model, num_classes, train, unpack_seeds  # noqa: E402
 
 
 def plain_loop(params: DistillParams, data, teacher_sd, seed: int) -> float:

@@ -1,6 +1,6 @@
 """GLD's sorting-based Gromov-Wasserstein approximation vs exact solvers: error and speed.
 
-For n classes we build co-activation graphs (tasks/methods/gld.py) of a "teacher" batch of
+For n classes we build co-activation graphs (tasks/distill/losses/gld.py) of a "teacher" batch of
 logits and of a "student" batch (the teacher's logits plus noise, nodes relabelled at
 random, so that matching nodes by label is wrong), then compare
 
@@ -33,8 +33,8 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
-from tasks import artifacts  # noqa: E402
-from tasks.methods.gld import coactivation_graph, gw_best_permutation, gw_exact_pot, gw_sort  # noqa: E402
+from tasks.platform import artifacts  # noqa: E402
+from tasks.distill.losses.gld import coactivation_graph, gw_best_permutation, gw_exact_pot, gw_sort  # noqa: E402
 
 
 def timed(fn, *args, repeats: int = 3):

@@ -17,7 +17,7 @@ import sys
 import time
 
 from flows import local
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def _validate(papers: list, profile: str, overrides: dict | None) -> None:
     """Validate every params section (with ``overrides`` on each paper run) before any server starts."""
     from flows.papers import discover
-    from tasks.params import load_all
+    from tasks.platform.params import load_all
 
     models = {n: p.params_model for n, p in discover().items()}
     for paper in papers:
@@ -82,7 +82,7 @@ def _run(papers: list, profile: str, overrides: dict | None) -> int:
     """Run ``papers``' flows on the project's Prefect server (or a temporary one); Ctrl-C/SIGTERM
     stop within seconds (:mod:`flows.interrupt`)."""
     from flows import interrupt
-    from tasks import progress
+    from tasks.platform import progress
 
     server: local.TemporaryServer | None = None
 
@@ -136,7 +136,7 @@ def _run(papers: list, profile: str, overrides: dict | None) -> int:
         return interrupt.exit_code(interrupt.received())
     finally:
         stop_server()
-    from tasks import tracking
+    from tasks.platform import tracking
 
     print("\nWhere to look:")
     print(f"   MLflow UI:   mlflow ui --backend-store-uri {tracking.tracking_uri()}   (or: make ui)")

@@ -26,8 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tasks.errors import ReprolabError
-from tasks.params import ROOT
+from tasks.platform.errors import ReprolabError
+from tasks.platform.params import ROOT
 
 STATE_FILE = "reprolab-server.json"
 DEFAULT_PORT = 4200
@@ -40,7 +40,9 @@ def reprolab_home() -> Path:
 def configure() -> None:
     """Set the project's Prefect defaults in ``os.environ`` (never overriding the user's)."""
     if not os.environ.get("PREFECT_HOME") and not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_HOME"] = str(reprolab_home() / "prefect")
+        home = reprolab_home() / "prefect"
+        home.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last level
+        os.environ["PREFECT_HOME"] = str(home)
     for key, value in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
         os.environ.setdefault(key, value)

@@ -1,19 +1,21 @@
 """Prefect over the stage shell: one flow per paper, one cached task per stage, MLflow runs.
 
-* Each stage runs as a Prefect task wrapping :func:`tasks.stage.run_stage` (the same
-  function the DVC CLI calls). Its cache key is :func:`tasks.stage.stage_key`: the bytes of
+* Each stage runs as a Prefect task wrapping :func:`tasks.platform.stage.run_stage` (the same
+  function the DVC CLI calls). Its cache key is :func:`tasks.platform.stage.stage_key`: the bytes of
   its input files, its params sections, the source of ``tasks/``, ``models/``, ``kernels/``
   and the paper module. NOTE: Prefect 3's default policy includes the run id, hashes a Path
   argument as a string and ignores callees' source, so we build the key ourselves. The key
   is only offered while the stage's store directory is intact, so a deleted or damaged
   output is recomputed rather than served from a stale cache record.
 * Results persist as JSON (no pickle) under ``$REPROLAB_HOME/prefect-results``.
-* Transient failures retry; bad input (:class:`tasks.errors.ReprolabError`) fails at once.
-* MLflow: one parent run per flow run, one nested run per stage (cached stages too, tagged).
+* Transient failures retry; bad input (:class:`tasks.platform.errors.ReprolabError`) fails at once.
+* MLflow: one parent run per flow run (headline metrics, verdict counts, Prefect flow-run id,
+  overrides), one nested run per stage (cached stages too, linked to the run that computed them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flows import interrupt, local
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 local.configure()  # the project's own PREFECT_HOME, before Prefect is imported
 HOME = Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab"))
@@ -34,11 +36,11 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 
-from tasks import artifacts, progress, tracking  # noqa: E402
-from tasks.errors import ReprolabError  # noqa: E402
-from tasks.params import load_all  # noqa: E402
-from tasks.report import publish, write_index  # noqa: E402
-from tasks.stage import (  # noqa: E402
+from tasks.platform import artifacts, progress, tracking  # noqa: E402
+from tasks.platform.errors import ReprolabError  # noqa: E402
+from tasks.platform.params import load_all  # noqa: E402
+from tasks.platform.report import publish  # noqa: E402
+from tasks.platform.stage import (  # noqa: E402
     Paper,
     StageResult,
     _verify_manifest,
@@ -104,12 +106,14 @@ def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str,
 
 
 def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[str, str]) -> Path | None:
-    """Publish the paper's ``report`` stage output to ``reports/<paper>/`` with a lineage section,
-    and rebuild ``reports/index.md``/``.html`` (:func:`tasks.report.publish`, :func:`write_index`).
+    """Publish the paper's ``report`` stage output with a banner and lineage section, and
+    rebuild ``reports/index.md``/``.html``, as one unit (:func:`tasks.platform.report.publish`).
 
+    The full profile without overrides goes to ``reports/<paper>/`` (the paper's verdicts);
+    smoke and override runs go to ``reports/<paper>/runs/<label>/`` and never replace them.
     The report in the store stays a pure function of the stage inputs (so it caches); the
-    published copy adds what ran: commit, params hash, stage keys, input hashes, MLflow run.
-    The published directory is the "latest" view; every version stays in the store and MLflow.
+    published copy adds what ran: profile, overrides, date, commit, params hash, stage keys,
+    input hashes, MLflow run. Every version stays in the store and MLflow.
     """
     from flows.papers import discover
 
@@ -118,9 +122,7 @@ def publish_report(paper: Paper, results: dict[str, StageResult], lineage: dict[
         return None
     stages = [{"stage": name, "key": r.key, "reused": r.reused, "seconds": r.seconds,
                "outputs": {k: v["sha256"] for k, v in r.outputs.items()}} for name, r in results.items()]
-    path = publish(rep.path("report").parent, reports_root() / paper.name, paper.name, lineage, stages)
-    write_index(reports_root(), discover())
-    return path
+    return publish(rep.path("report").parent, reports_root(), paper.name, lineage, stages, discover())
 
 
 def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
     params = all_params[paper.name]
     params_json = params.model_dump(mode="json")
     tracker = tracking.Tracker(paper.name, profile, "prefect")
-    parent = tracker.start(params)
+    parent = tracker.start(params, overrides=overrides)
     results: dict[str, StageResult] = {}
     summary: dict[str, Any] = {"paper": paper.name, "profile": profile, "mlflow_run_id": parent, "stages": {}}
     try:
@@ -158,6 +160,8 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
         lineage = {
             **tracking.git_state(),
             "profile": profile,
+            "overrides": json.dumps(overrides, sort_keys=True) if overrides else "",
+            "published": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "params_hash": params_hash_of(params),
             "mlflow_tracking_uri": tracking.tracking_uri() if tracker.on else "disabled",
             "mlflow_parent_run": parent or "disabled",
@@ -168,25 +172,34 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
         report = publish_report(paper, results, lineage)
         if report is not None:
             summary["report"] = str(report)
-            tracker.log_parent_artifact(report, "report")
-            tracker.log_parent_artifact(report.with_suffix(".html"), "report")
+            for name in ("report.md", "report.html"):  # the HTML is self-contained (plots inlined)
+                tracker.log_parent_artifact(report.with_name(name), "report")
             for png in report.parent.glob("*.png"):
                 tracker.log_parent_artifact(png, "report")
             tracker.set_parent_tags({"reprolab.report": str(report)})
+        computed = sum(not (v["cached"] or v["reused"]) for v in summary["stages"].values())
         summary["seconds"] = round(time.perf_counter() - t0, 2)
+        claims = results["report"].outputs.get("claims") if "report" in results else None
+        tracker.log_headline(
+            artifacts.read(claims["path"]) if claims else {},
+            {"pipeline.stages_computed": computed, "pipeline.stages_reused": len(summary["stages"]) - computed,
+             "pipeline.seconds": summary["seconds"]},
+        )
         tracker.finish("FINISHED")
         progress.finish()  # (not on failure: an interrupted run reports the stage it stopped in)
     except BaseException as e:
         # Ctrl-C / SIGTERM (flows/interrupt.py; Prefect's TerminationSignal) end the run KILLED.
-        killed = interrupt.received() is not None or isinstance(e, (KeyboardInterrupt, SystemExit)) \
-            or type(e).__name__ == "TerminationSignal"
-        tracker.finish("KILLED" if killed else "FAILED")
+        if interrupt.received() is not None or isinstance(e, (KeyboardInterrupt, SystemExit)) \
+                or type(e).__name__ == "TerminationSignal":
+            tracker.finish("KILLED", "interrupted (Ctrl-C/SIGTERM); finished stages are kept in the store")
+        else:
+            tracker.finish("FAILED", f"{type(e).__name__}: {e}"[:500])
         raise
     return summary
 
 
 def params_hash_of(params) -> str:
-    from tasks.params import params_hash
+    from tasks.platform.params import params_hash
 
     return params_hash(params)
 
@@ -231,6 +244,6 @@ def build_deployments(papers: list[Paper], cron: str = NIGHTLY_CRON, timezone: s
 
 def clear_store(paper: Paper) -> None:
     """Delete a paper's store (forces recomputation of every stage)."""
-    from tasks.stage import store_root
+    from tasks.platform.stage import store_root
 
     shutil.rmtree(store_root() / paper.name, ignore_errors=True)

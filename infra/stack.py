@@ -45,7 +45,7 @@ from infra.health import (
     post_json,
     wait_until,
 )
-from tasks.artifacts import atomic_write_bytes
+from tasks.platform.artifacts import atomic_write_bytes
 
 SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
 S3RVER_JS = REPO_ROOT / "infra" / "node_modules" / "s3rver" / "bin" / "s3rver.js"

@@ -27,7 +27,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from infra.health import ServiceUnavailable
-from tasks.artifacts import atomic_write_bytes, to_json_bytes
+from tasks.platform.artifacts import atomic_write_bytes, to_json_bytes
 
 # --------------------------------------------------------------------------------------------
 # PLATFORM: small helpers

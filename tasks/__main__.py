@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.errors import ReprolabError
+from tasks.platform.errors import ReprolabError
 
 
 def _papers():
@@ -29,16 +29,16 @@ def _papers():
 
 
 def _load(profile: str, path: str):
-    from tasks.params import load_all
+    from tasks.platform.params import load_all
 
     return load_all({n: p.params_model for n, p in _papers().items()}, profile, path)
 
 
 def cmd_run(args) -> int:
     from flows.papers import get_paper
-    from tasks import tracking
-    from tasks.params import ROOT
-    from tasks.stage import dvc_path, run_stage
+    from tasks.platform import tracking
+    from tasks.platform.params import ROOT
+    from tasks.platform.stage import dvc_path, run_stage
 
     paper = get_paper(args.paper)
     stage = paper.stage(args.stage)
@@ -71,7 +71,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from tasks.params import read_yaml
+    from tasks.platform.params import read_yaml
 
     params = _load(args.profile, args.params)  # validates
     raw = read_yaml(args.params)
@@ -82,8 +82,8 @@ def cmd_params(args) -> int:
 
 
 def cmd_dvc_yaml(args) -> int:
-    from tasks.dvcgen import render_dvc_yaml
-    from tasks.params import ROOT
+    from tasks.platform.dvcgen import render_dvc_yaml
+    from tasks.platform.params import ROOT
 
     text = render_dvc_yaml(_papers())
     target = ROOT / "dvc.yaml"
@@ -94,7 +94,7 @@ def cmd_dvc_yaml(args) -> int:
             return 1
         print("dvc.yaml is up to date")
         return 0
-    from tasks.artifacts import atomic_write_bytes
+    from tasks.platform.artifacts import atomic_write_bytes
 
     atomic_write_bytes(target, text.encode())
     print(f"wrote {target}")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dvc-yaml", help="generate dvc.yaml from the stage declarations")
     d.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date")
     d.set_defaults(fn=cmd_dvc_yaml)
-    from tasks.compare import add_cli as add_compare_cli
+    from tasks.evaluation.compare import add_cli as add_compare_cli
 
     add_compare_cli(sub)  # python -m tasks compare RUN_A RUN_B (docs/evaluation.md)
     args = ap.parse_args(argv)

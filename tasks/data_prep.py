@@ -24,7 +24,8 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.errors import ArtifactError
+from tasks.platform.artifacts import check_schema
+from tasks.platform.errors import ArtifactError
 
 DATASETS = ("digits", "mnist1d", "breast_cancer")
 FEATURES = {"digits": 64, "mnist1d": 40, "breast_cancer": 30}  # input width of each dataset
@@ -79,8 +80,6 @@ def split_schema_check(table: pa.Table, where: str) -> None:
     x = table.schema.field("x").type if "x" in table.schema.names else None
     if not isinstance(x, pa.FixedSizeListType):
         raise ArtifactError(f"schema mismatch in {where}: column 'x' must be fixed_size_list<float32>, got {x}")
-    from tasks.artifacts import check_schema
-
     check_schema(table, split_schema(x.list_size), where)
 
 

@@ -1,7 +1,10 @@
 """Training stage: a classifier per seed, with Lightning Fabric, deterministic on CPU.
 
-Weights of several seeds live in one safetensors file with keys ``"<seed>.<param>"``
-(:func:`pack_seeds` / :func:`unpack_seeds`).
+Also the training library every domain builds on: :func:`fit`, :func:`init_model`,
+:func:`load_model` (the one way to rebuild a model from saved weights), :func:`predict_logits`,
+:func:`evaluate_classifier` (item-level predictions) and the packed-weights formats: several
+seeds in one safetensors file keyed ``"<seed>.<param>"`` (:func:`pack_seeds`), several groups
+of those keyed ``"<group>/<seed>.<param>"`` (:func:`pack_groups`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +24,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import ModelSpec, build_model
 from tasks.data_prep import num_features, table_to_tensors
-from tasks.progress import progress
+from tasks.platform.errors import ArtifactError
+from tasks.platform.progress import progress
 
 if TYPE_CHECKING:
     import lightning as L
@@ -70,16 +75,47 @@ def num_classes(*tables: pa.Table) -> int:
     return int(max(int(pa.compute.max(t.column("label")).as_py()) for t in tables)) + 1
 
 
+# ----------------------------------------------------------------------------------------
+# The packed-weights formats (the one owner): several seeds' state_dicts in one safetensors
+# dict, keyed "<seed>.<param>"; several groups of those (pruned variants, ...) keyed
+# "<group>/<seed>.<param>". A "seed" may also be a model index (the MIA shadow models).
+# ----------------------------------------------------------------------------------------
+
+
 def pack_seeds(per_seed: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``{seed: state_dict}`` -> one flat dict keyed ``"<seed>.<param>"``."""
     return {f"{seed}.{k}": v for seed, sd in per_seed.items() for k, v in sd.items()}
 
 
 def unpack_seeds(sd: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """Inverse of :func:`pack_seeds`, sorted by seed."""
     out: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in sd.items():
         seed, _, name = key.partition(".")
         out.setdefault(int(seed), {})[name] = v
     return dict(sorted(out.items()))
+
+
+def pack_groups(per_group: dict[str, dict[int, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """``{group: {seed: state_dict}}`` -> one flat dict keyed ``"<group>/<seed>.<param>"``."""
+    return {f"{group}/{k}": v for group, seeds in per_group.items() for k, v in pack_seeds(seeds).items()}
+
+
+def unpack_groups(sd: dict[str, torch.Tensor]) -> dict[str, dict[int, dict[str, torch.Tensor]]]:
+    """Inverse of :func:`pack_groups` (groups in file order, seeds sorted)."""
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, v in sd.items():
+        group, _, rest = key.partition("/")
+        grouped.setdefault(group, {})[rest] = v
+    return {group: unpack_seeds(g) for group, g in grouped.items()}
+
+
+def select_group(sd: dict[str, torch.Tensor], group: str, what: str = "weights") -> dict[str, torch.Tensor]:
+    """The per-seed packed weights (``"<seed>.<param>"``) of one group of a :func:`pack_groups` dict."""
+    groups = unpack_groups(sd)
+    if group not in groups:
+        raise ArtifactError(f"{what} has no group {group!r}; groups: {sorted(groups)}")
+    return pack_seeds(groups[group])
 
 
 @contextlib.contextmanager
@@ -311,3 +347,74 @@ def train(params: TrainParams, *, train: pa.Table, val: pa.Table) -> dict[str, o
         per_seed[seed] = {k: v.clone() for k, v in model.state_dict().items()}
         metrics[str(seed)] = {"val": accuracy_and_loss(model, val), "history": history}
     return {"weights": pack_seeds(per_seed), "metrics": {"num_classes": n_classes, "seeds": metrics}}
+
+
+def head_classes(sd: dict[str, torch.Tensor], what: str) -> int:
+    """Number of classes of a state_dict = rows of its ``head.weight``."""
+    if "head.weight" not in sd:
+        raise ArtifactError(f"{what}: no 'head.weight' in the weights (keys: {sorted(sd)[:6]}...)")
+    return int(sd["head.weight"].shape[0])
+
+
+def load_model(spec: ModelSpec, sd: dict[str, torch.Tensor], in_features: int, n_classes: int, what: str) -> nn.Module:
+    """The model ``spec`` rebuilt from saved weights ``sd`` (strict: every key and shape must fit;
+    ``what`` names the weights in the error). The one way a stage gets a model from a file."""
+    model = build_model(spec, in_features, n_classes)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ArtifactError(f"{what}: weights do not fit {spec.arch} {spec.hidden}: {e}") from e
+    return model
+
+
+def pick_seed(per_seed: dict[int, dict], seed: int, what: str) -> dict[str, torch.Tensor]:
+    if seed not in per_seed:
+        raise ArtifactError(f"{what} has seeds {sorted(per_seed)}, but seed {seed} is needed")
+    return per_seed[seed]
+
+
+def masks_from_zeros(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{name: w != 0}`` for every weight matrix that has exact zeros (a pruning mask)."""
+    return {k: v != 0 for k, v in sd.items() if v.ndim == 2 and k.endswith("weight") and bool((v == 0).any())}
+
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("seed", pa.int64()),
+        ("id", pa.int64()),
+        ("label", pa.int64()),
+        ("pred", pa.int64()),
+        ("correct", pa.bool_()),
+        ("p_true", pa.float64()),
+    ]
+)
+
+
+def evaluate_classifier(model: nn.Module, test: pa.Table, name: str, seed: int) -> tuple[dict[str, float], pa.Table]:
+    """Accuracy, cross-entropy, and the item-level predictions of ``model`` on ``test``."""
+    logits, y, ids = predict_logits(model, test)
+    probs = torch.softmax(logits, -1)
+    pred = logits.argmax(-1)
+    metrics = {"acc": float((pred == y).float().mean()), "loss": float(F.cross_entropy(logits, y))}
+    n = len(y)
+    table = pa.Table.from_arrays(
+        [
+            pa.array([name] * n, pa.string()),
+            pa.array(np.full(n, seed, dtype=np.int64)),
+            pa.array(ids.numpy()),
+            pa.array(y.numpy()),
+            pa.array(pred.numpy().astype(np.int64)),
+            pa.array((pred == y).numpy()),
+            pa.array(probs.gather(1, y[:, None])[:, 0].double().numpy()),
+        ],
+        schema=PREDICTIONS_SCHEMA,
+    )
+    return metrics, table
+
+
+def count_params(sd: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(total, non-zero) parameter counts of a state_dict."""
+    total = sum(t.numel() for t in sd.values())
+    nonzero = sum(int((t != 0).sum()) for t in sd.values())
+    return total, nonzero

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from flows.papers import discover
-from tasks.errors import ParamsError
-from tasks.params import DEFAULT_PARAMS, ROOT, load_all
+from tasks.platform.errors import ParamsError
+from tasks.platform.params import DEFAULT_PARAMS, ROOT, load_all
 
 PAPERS = {n: p.params_model for n, p in discover().items()}
 

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from tasks.stage import Paper, registered_papers
+from tasks.platform.stage import Paper, registered_papers
 
 
 def discover() -> dict[str, Paper]:
@@ -21,7 +21,7 @@ def discover() -> dict[str, Paper]:
 
 
 def get_paper(name: str) -> Paper:
-    from tasks.errors import ReprolabError
+    from tasks.platform.errors import ReprolabError
 
     papers = discover()
     if name not in papers:

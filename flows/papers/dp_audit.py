@@ -20,10 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks import audit
 from tasks.data_prep import DataParams, prepare, split_schema_check
-from tasks.methods.audit_reports import AuditReportParams, report_dp
-from tasks.stage import Paper, Stage, register_paper
+from tasks.papers import dp_audit as dp
+from tasks.platform.stage import Paper, Stage, register_paper
 
 
 class DPAuditParams(BaseModel):
@@ -31,11 +30,11 @@ class DPAuditParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gaussian: audit.GaussianAuditParams = audit.GaussianAuditParams()
+    gaussian: dp.GaussianAuditParams = dp.GaussianAuditParams()
     data: DataParams = DataParams(dataset="digits", val_fraction=0.3, test_fraction=0.15)
-    dpsgd: audit.DPSGDAuditParams = audit.DPSGDAuditParams()
-    dpsgd_many: audit.ManyRunAuditParams = audit.ManyRunAuditParams()
-    report: AuditReportParams = AuditReportParams()
+    dpsgd: dp.DPSGDAuditParams = dp.DPSGDAuditParams()
+    dpsgd_many: dp.ManyRunAuditParams = dp.ManyRunAuditParams()
+    report: dp.DPReportParams = dp.DPReportParams()
 
 
 PAPER = register_paper(
@@ -51,18 +50,18 @@ PAPER = register_paper(
             "finite-sample confidence bands for the trade-off function",
         ),
         stages=(
-            Stage("gaussian", audit.gaussian_audit_stage, params=("gaussian",),
+            Stage("gaussian", dp.gaussian_audit_stage, params=("gaussian",),
                   outputs={"bounds": "bounds.parquet", "metrics": "metrics.json", "band": "band.png"}),
             Stage("prepare", prepare, params=("data",),
                   outputs={"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
                   schemas={s: split_schema_check for s in ("train", "val", "test")}),
-            Stage("dpsgd", audit.dpsgd_audit_stage, params=("dpsgd",),
+            Stage("dpsgd", dp.dpsgd_audit_stage, params=("dpsgd",),
                   inputs={"train": "prepare.train", "val": "prepare.val", "test": "prepare.test"},
                   outputs={"results": "results.parquet", "metrics": "metrics.json"}),
-            Stage("dpsgd_many", audit.dpsgd_many_run_stage, params=("dpsgd_many",),
+            Stage("dpsgd_many", dp.dpsgd_many_run_stage, params=("dpsgd_many",),
                   inputs={"train": "prepare.train", "val": "prepare.val", "test": "prepare.test"},
                   outputs={"results": "results.parquet", "scores": "scores.parquet", "metrics": "metrics.json"}),
-            Stage("report", report_dp, params=("report",),
+            Stage("report", dp.report_dp, params=("report",),
                   inputs={"bounds": "gaussian.bounds", "gaussian": "gaussian.metrics",
                           "dpsgd": "dpsgd.results", "many": "dpsgd_many.results", "band": "gaussian.band"},
                   outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json", "band": "band.png"}),

@@ -10,7 +10,7 @@ Pipeline: prepare (mnist1d, extra noise) -> train_teacher -> distill arms (CE al
 probability-level only, logit-level only, both on one head, dual-head) -> report.
 Reproduced if: (a) both-on-one-head is below each single loss (paired CIs below 0);
 (b) dual-head beats both-on-one-head and the best single loss (paired CIs above 0).
-Losses: tasks/methods/kd.py (binary_kl, kd_binary_kl, dual_head); model: mlp_dual_head.
+Losses: tasks/distill/losses/kd.py (binary_kl, kd_binary_kl, dual_head); model: mlp_dual_head.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.distill_study import KDPaperParams, kd_stages
-from tasks.methods.kd_papers import report_dual_head
-from tasks.stage import Paper, register_paper
+from tasks.distill.arms import KDPaperParams, kd_stages
+from tasks.papers.dual_head_kd import report_dual_head
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "binary_kl", "kd_binary_kl", "dual_head")
 

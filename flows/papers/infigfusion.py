@@ -9,7 +9,7 @@ closed form cuts GW's O(n^4) cost to O(n log n) "with provable approximation gua
 Pipeline: prepare (mnist1d) -> train_teacher_a, train_teacher_b (two MLPs of different
 shapes) -> distill arms (CE alone, KD to the teachers' logit average, + GLD) -> check_gw
 (sorting approximation vs POT on the real graphs) -> report. Reproduced if: GLD beats the
-logit-average fusion (paired 95 % bootstrap CI above 0). Method: tasks/methods/gld.py;
+logit-average fusion (paired 95 % bootstrap CI above 0). Method: tasks/distill/losses/gld.py;
 the scaling benchmark is ``make bench-gld``.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.data_prep import DataParams
-from tasks.distill_study import (
+from tasks.distill.arms import (
     REPORT_OUTPUTS,
     Arm,
     DistillSetup,
@@ -29,8 +29,8 @@ from tasks.distill_study import (
     data_inputs,
     prepare_stage,
 )
-from tasks.methods import gld
-from tasks.stage import Paper, Stage, register_paper
+from tasks.papers import infigfusion as ig
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "kd_fused", "gld")
@@ -67,11 +67,11 @@ PAPER = register_paper(
             Stage("train_teacher_a", train, params=("teacher_a",), inputs=data_inputs(test=False), outputs=TRAIN_OUTPUTS),
             Stage("train_teacher_b", train, params=("teacher_b",), inputs=data_inputs(test=False), outputs=TRAIN_OUTPUTS),
             *(arm_stage(a, "train_teacher_a.weights", "train_teacher_b.weights") for a in ARMS),
-            Stage("check_gw", gld.check_gw, params=("distill", "arms.gld"),
+            Stage("check_gw", ig.check_gw, params=("distill", "arms.gld"),
                   inputs={"teacher_a": "train_teacher_a.weights", "teacher_b": "train_teacher_b.weights",
                           "student": "distill_gld.weights", "test": "prepare.test"},
                   outputs={"metrics": "metrics.json"}),
-            Stage("report", gld.report, params=("distill",),
+            Stage("report", ig.report, params=("distill",),
                   inputs={"gw": "check_gw.metrics", **{f"metrics_{a}": f"distill_{a}.metrics" for a in ARMS}},
                   outputs=REPORT_OUTPUTS),
         ),

@@ -10,7 +10,7 @@ distill arms (CE alone, vanilla KD, KD at LS's temperature/weight without standa
 KD + LS, DKD, DKD + LS; student MLP 32, paired by seed) -> report.
 
 Reproduced if: KD + LS beats vanilla KD with the paired 95 % bootstrap CI of the per-seed
-accuracy difference above 0 (and likewise DKD + LS over DKD). Losses: tasks/methods/kd.py.
+accuracy difference above 0 (and likewise DKD + LS over DKD). Losses: tasks/distill/losses/kd.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.distill_study import KDPaperParams, kd_stages
-from tasks.methods.kd_papers import report_logit_standardization
-from tasks.stage import Paper, register_paper
+from tasks.distill.arms import KDPaperParams, kd_stages
+from tasks.papers.logit_standardization import report_logit_standardization
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "kd_t2w9", "kd_ls", "dkd", "dkd_ls")
 

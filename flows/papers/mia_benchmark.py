@@ -21,10 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tasks import audit
 from tasks.data_prep import DataParams, prepare, split_schema_check
-from tasks.methods.audit_reports import AuditReportParams, report_mia
-from tasks.stage import Paper, Stage, register_paper
+from tasks.papers import mia_benchmark as mb
+from tasks.platform.stage import Paper, Stage, register_paper
 
 DATASETS = ("digits", "breast_cancer", "mnist1d")
 
@@ -42,9 +41,9 @@ class MIAAudits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    digits: audit.MIAParams = audit.MIAParams()
-    breast_cancer: audit.MIAParams = audit.MIAParams()
-    mnist1d: audit.MIAParams = audit.MIAParams()
+    digits: mb.MIAParams = mb.MIAParams()
+    breast_cancer: mb.MIAParams = mb.MIAParams()
+    mnist1d: mb.MIAParams = mb.MIAParams()
 
 
 class MIABenchmarkParams(BaseModel):
@@ -54,8 +53,8 @@ class MIABenchmarkParams(BaseModel):
 
     data: MIAData = MIAData()
     mia: MIAAudits = MIAAudits()
-    compress: audit.CompressionAuditParams = audit.CompressionAuditParams()
-    report: AuditReportParams = AuditReportParams()
+    compress: mb.CompressionAuditParams = mb.CompressionAuditParams()
+    report: mb.MIAReportParams = mb.MIAReportParams()
 
     @model_validator(mode="after")
     def _datasets_match(self):
@@ -71,18 +70,18 @@ def _dataset_stages(ds: str) -> list[Stage]:
     return [
         Stage(f"prepare_{ds}", prepare, params=(f"data.{ds}",),
               outputs={"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"}, schemas=split),
-        Stage(f"membership_{ds}", audit.membership_stage, params=(sec,),
+        Stage(f"membership_{ds}", mb.membership_stage, params=(sec,),
               inputs={"pool": f"prepare_{ds}.train"}, outputs={"membership": "membership.parquet"}),
-        Stage(f"shadows_{ds}", audit.shadows_stage, params=(sec,),
+        Stage(f"shadows_{ds}", mb.shadows_stage, params=(sec,),
               inputs={"pool": f"prepare_{ds}.train", "membership": f"membership_{ds}.membership",
                       "val": f"prepare_{ds}.val"},
               outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
-        Stage(f"attack_{ds}", audit.attack_stage, params=(sec,),
+        Stage(f"attack_{ds}", mb.attack_stage, params=(sec,),
               inputs={"weights": f"shadows_{ds}.weights", "pool": f"prepare_{ds}.train",
                       "membership": f"membership_{ds}.membership", "population": f"prepare_{ds}.val"},
               outputs={"metrics": "attacks.parquet", "scores": "scores.parquet", "roc": "roc.png",
                        "timing": "metrics.json"}),
-        Stage(f"calibrate_{ds}", audit.calibrate_stage, params=(sec,),
+        Stage(f"calibrate_{ds}", mb.calibrate_stage, params=(sec,),
               inputs={"weights": f"shadows_{ds}.weights", "test": f"prepare_{ds}.test", "pool": f"prepare_{ds}.train"},
               outputs={"metrics": "metrics.json", "reliability": "reliability.png"}),
     ]
@@ -114,12 +113,12 @@ PAPER = register_paper(
         ),
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
-            Stage("compress_digits", audit.compression_audit_stage, params=("mia.digits", "compress"),
+            Stage("compress_digits", mb.compression_audit_stage, params=("mia.digits", "compress"),
                   inputs={"weights": "shadows_digits.weights", "pool": "prepare_digits.train",
                           "membership": "membership_digits.membership", "val": "prepare_digits.val",
                           "test": "prepare_digits.test"},
                   outputs={"results": "results.parquet"}),
-            Stage("report", report_mia, params=("report",),
+            Stage("report", mb.report_mia, params=("report",),
                   inputs={**_report_inputs(), "compression": "compress_digits.results"},
                   outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json",
                            **{f"{k}_{ds}": f"{k}_{ds}.png" for ds in DATASETS for k in ("roc", "reliability")}}),

@@ -12,7 +12,7 @@ and train_reference (independent new model, other seeds: the new source) -> dist
 
 Reproduced if: MPT's NFR is below independent retraining's and single-source focal KD's
 (paired 95 % bootstrap CIs below 0) with overall accuracy within ``report.acc_tolerance_pts``
-of independent retraining. Method: tasks/methods/negative_flips.py.
+of independent retraining. Method: tasks/distill/losses/flips.py (losses), tasks/papers/negative_flips.py (flips, report).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.data_prep import DataParams
-from tasks.distill_study import (
+from tasks.distill.arms import (
     REPORT_OUTPUTS,
     Arm,
     DistillSetup,
@@ -30,8 +30,8 @@ from tasks.distill_study import (
     check_paper,
     prepare_stage,
 )
-from tasks.methods import negative_flips as nf
-from tasks.stage import Paper, Stage, register_paper
+from tasks.papers import negative_flips as nf
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "focal_kd_old", "mpt_nobias", "mpt")

@@ -23,10 +23,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
-from tasks.methods import nm_magnitude as nm
-from tasks.methods import nm_recovery as nmr
-from tasks.methods import nm_serving
-from tasks.stage import Paper, Stage, register_paper
+from tasks.papers import nm_sparsity as nmr
+from tasks.sparsity import nm
+from tasks.sparsity import serving as nm_serving
+from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.train import OptimParams, TrainParams, train
 
 DATASETS = ("digits", "mnist1d")
@@ -53,7 +53,7 @@ class NMSparsityParams(BaseModel):
     serve: nm_serving.ServeParams = nm_serving.ServeParams()
     distill: nmr.NMDistillParams = nmr.NMDistillParams()
     audit: nmr.NMAuditParams = nmr.NMAuditParams()
-    report: nm.ReportParams = nm.ReportParams()
+    report: nmr.ReportParams = nmr.ReportParams()
 
     @model_validator(mode="after")
     def _nm_fits_the_model(self):
@@ -128,7 +128,7 @@ PAPER = register_paper(
         module=str(Path(__file__).resolve()),
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
-            Stage("report", nm.report, params=("report", "prune", "audit"),
+            Stage("report", nmr.report, params=("report", "prune", "audit"),
                   inputs={**{f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
                           **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS},
                           **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS},

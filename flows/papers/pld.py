@@ -6,7 +6,7 @@ list-wise loss, replacing CE + KD) improves Top-1 over KD (+1.04 pts homogeneous
 
 Pipeline: prepare (mnist1d, extra noise) -> train_teacher -> distill arms (CE alone,
 CE + KD, PLD) -> report. Reproduced if: PLD beats CE + KD with the paired 95 % bootstrap
-CI above 0. Loss: tasks/methods/kd.py::pld.
+CI above 0. Loss: tasks/distill/losses/kd.py::pld.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.distill_study import KDPaperParams, kd_stages
-from tasks.methods.kd_papers import report_pld
-from tasks.stage import Paper, register_paper
+from tasks.distill.arms import KDPaperParams, kd_stages
+from tasks.papers.pld import report_pld
+from tasks.platform.stage import Paper, register_paper
 
 ARMS = ("ce", "kd", "pld")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.methods.audit_reports import AuditReportParams, report_text
-from tasks.methods.text_detect import TextDetectParams, text_detection_audit
-from tasks.stage import Paper, Stage, register_paper
+from tasks.audit.text_detect import TextDetectParams, text_detection_audit
+from tasks.papers.text_detection import TextReportParams, report_text
+from tasks.platform.stage import Paper, Stage, register_paper
 
 
 class TextDetectionParams(BaseModel):
@@ -27,7 +27,7 @@ class TextDetectionParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     audit: TextDetectParams = TextDetectParams()
-    report: AuditReportParams = AuditReportParams()
+    report: TextReportParams = TextReportParams()
 
 
 PAPER = register_paper(

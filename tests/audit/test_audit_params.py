@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from flows.papers import discover
-from tasks import audit
-from tasks.errors import ParamsError
-from tasks.params import load_all
+from tasks.papers import mia_benchmark as audit
+from tasks.platform.errors import ParamsError
+from tasks.platform.params import load_all
 
 @pytest.mark.parametrize("profile", ["smoke", "full"])
 def test_sections_validate(profile) -> None:

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 
 from models import ModelSpec
-from tasks import audit
+from tasks.audit import shadows
+from tasks.papers import mia_benchmark as mb
 from tasks.data_prep import DataParams, prepare
-from tasks.methods import mia
+from tasks.audit import mia
 from tasks.train import OptimParams, fit, init_model, torch_threads
 
 
@@ -37,7 +38,7 @@ def test_members_equal_nonmembers_gives_chance_auc(mnist1d) -> None:
     cand = mnist1d["test"]
     rng = np.random.default_rng(0)
     is_member = rng.permutation(cand.num_rows) < cand.num_rows // 2
-    inputs = audit.attack_inputs(model, cand)
+    inputs = shadows.attack_inputs(model, cand)
     for name in ("loss", "modified_entropy", "grad_norm"):
         a, lo, hi = mia.auc_ci(mia.run_attack(name, inputs), is_member, n_boot=300)
         assert lo <= 0.5 <= hi, (name, a, lo, hi)
@@ -47,7 +48,7 @@ def test_overfit_model_leaks(mnist1d) -> None:
     # 200 training examples of a hard task, trained to zero loss: members are obvious.
     train = mnist1d["train"].slice(0, 200)
     model = _fit_one(train, mnist1d["val"], epochs=150, hidden=(256,))
-    res = audit.audit_models(model, train, mnist1d["test"].slice(0, 200), n_boot=300)
+    res = shadows.audit_models(model, train, mnist1d["test"].slice(0, 200), n_boot=300)
     rows = {r["attack"]: r for r in res["metrics"].to_pylist()}
     assert rows["loss"]["auc_lo"] > 0.7, rows["loss"]
     assert rows["grad_norm"]["auc_lo"] > 0.7, rows["grad_norm"]
@@ -55,7 +56,7 @@ def test_overfit_model_leaks(mnist1d) -> None:
 
 def test_lira_online_beats_loss_at_low_fpr() -> None:
     data = prepare(DataParams(dataset="digits", max_samples=700, val_fraction=0.3, test_fraction=0.1))
-    params = audit.MIAParams(
+    params = mb.MIAParams(
         attacks=("loss", "lira_online"),
         n_shadow=8,
         model=ModelSpec(hidden=(256,)),
@@ -63,25 +64,25 @@ def test_lira_online_beats_loss_at_low_fpr() -> None:
         fix_variance=True,
         n_boot=100,
     )
-    out = audit.mia_audit(params, pool=data["train"], population=data["val"])
+    out = mb.mia_audit(params, pool=data["train"], population=data["val"])
     rows = {r["attack"]: r for r in out["metrics"].to_pylist()}
     assert rows["lira_online"]["tpr_at_0.01_fpr"] > rows["loss"]["tpr_at_0.01_fpr"] + 0.02
     assert rows["lira_online"]["auc"] > rows["loss"]["auc"]
-    ids, keep = audit.membership_from_table(out["membership"])
+    ids, keep = shadows.membership_from_table(out["membership"])
     assert keep.shape == (9, data["train"].num_rows) and (keep.sum(0) == 4).all()
     assert out["scores"].column("is_member").to_pylist() == keep[0].tolist()
 
 
 def test_compression_audit_composes_nm_pruning() -> None:
-    from tasks.methods.nm_magnitude import PruneParams
+    from tasks.sparsity.nm import PruneParams
 
     data = prepare(DataParams(dataset="digits", max_samples=300))
-    p = audit.MIAParams(attacks=("loss",), n_shadow=0, model=ModelSpec(hidden=(64,)),
+    p = mb.MIAParams(attacks=("loss",), n_shadow=0, model=ModelSpec(hidden=(64,)),
                         optim=OptimParams(max_epochs=10, lr=3e-3), n_boot=20)
-    membership = audit.membership_stage(p, pool=data["train"])["membership"]
-    trained = audit.shadows_stage(p, pool=data["train"], membership=membership, val=data["val"])
-    cp = audit.CompressionAuditParams(prune=PruneParams(patterns=("2:4",)), finetune=OptimParams(max_epochs=1), n_boot=20)
-    res = audit.compression_audit_stage(
+    membership = mb.membership_stage(p, pool=data["train"])["membership"]
+    trained = mb.shadows_stage(p, pool=data["train"], membership=membership, val=data["val"])
+    cp = mb.CompressionAuditParams(prune=PruneParams(patterns=("2:4",)), finetune=OptimParams(max_epochs=1), n_boot=20)
+    res = mb.compression_audit_stage(
         {"mia.digits": p, "compress": cp}, weights=trained["weights"], pool=data["train"],
         membership=membership, val=data["val"], test=data["test"],
     )["results"].to_pylist()

@@ -9,7 +9,7 @@ from sklearn.metrics import log_loss
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from models import ModelSpec
-from tasks import audit
+from tasks.audit import shadows as audit
 from tasks.data_prep import DataParams, prepare
 from tasks.train import OptimParams, fit, init_model, predict_logits, torch_threads
 

@@ -1,4 +1,4 @@
-"""Tests for tasks/methods/dp_audit.py: closed forms, anchors, validity on known mechanisms."""
+"""Tests for tasks/audit/dp.py: closed forms, anchors, validity on known mechanisms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.methods import dp_audit as dp
+from tasks.audit import dp
 
 DELTA = 1e-5
 TRUE_EPS_MU1 = 4.377  # 1-GDP at delta 1e-5 (anchors_audit_eval.md, sec. 1.7)

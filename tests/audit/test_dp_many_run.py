@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 from models import ModelSpec
-from tasks import audit
+from tasks.papers import dp_audit
 from tasks.data_prep import DataParams, prepare
-from tasks.methods import dp_audit as dp
-from tasks.methods.audit_reports import dp_comparison
-from tasks.methods.dpsgd import DPSGDParams, make_canaries, many_run_scores
-from tasks.methods.mia import auc
+from tasks.audit import dp
+from tasks.papers.dp_audit import dp_comparison
+from tasks.audit.dpsgd import DPSGDParams, make_canaries, many_run_scores
+from tasks.audit.mia import auc
 
 DELTA = 1e-5
 KEYS = [f"{k}_{s}" for s in dp.VALID_STRATEGIES for k in ("eps_cp", "eps_gdp")]
@@ -98,19 +98,19 @@ def test_many_run_bad_input_raises(kwargs, match) -> None:
 # ---- params and the training loop's guards ------------------------------------------------
 def test_params_errors_name_key_and_value() -> None:
     with pytest.raises(ValueError, match=r"target epsilons must be > 0, got \[-1.0\]"):
-        audit.ManyRunAuditParams(target_eps=(4.0, -1.0))
+        dp_audit.ManyRunAuditParams(target_eps=(4.0, -1.0))
     with pytest.raises(ValueError, match="n_models"):
-        audit.ManyRunAuditParams(n_models=2)
+        dp_audit.ManyRunAuditParams(n_models=2)
     with pytest.raises(ValueError, match="strategy"):
-        audit.ManyRunAuditParams(strategy="none")
+        dp_audit.ManyRunAuditParams(strategy="none")
     with pytest.raises(ValueError, match="canaries"):
-        audit.ManyRunAuditParams(canaries=3)  # extra="forbid"
+        dp_audit.ManyRunAuditParams(canaries=3)  # extra="forbid"
 
 
 def test_params_error_names_key_path() -> None:
     from flows.papers import discover
-    from tasks.errors import ParamsError
-    from tasks.params import load_all
+    from tasks.platform.errors import ParamsError
+    from tasks.platform.params import load_all
 
     papers = discover()
     bad = {"dp_audit": {"dpsgd_many": {"n_models": 1}}}
@@ -136,11 +136,11 @@ def test_many_run_scores_guards(digits) -> None:
 
 # ---- tiny end-to-end of the stage and its report rows ---------------------------------------
 def test_many_run_stage_end_to_end(digits) -> None:
-    params = audit.ManyRunAuditParams(
+    params = dp_audit.ManyRunAuditParams(
         target_eps=(2.0,), n_models=4, train_rows=60,
         dpsgd=DPSGDParams(epochs=2, batch_size=32, model=ModelSpec(hidden=(8,))),
     )
-    out = audit.dpsgd_many_run_stage(params, train=digits["train"], val=digits["val"], test=digits["test"])
+    out = dp_audit.dpsgd_many_run_stage(params, train=digits["train"], val=digits["val"], test=digits["test"])
     res = {r["target_eps"]: r for r in out["results"].to_pylist()}
     assert set(res) == {math.inf, 2.0}
     priv, free = res[2.0], res[math.inf]

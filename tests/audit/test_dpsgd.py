@@ -7,7 +7,7 @@ import pytest
 from models import ModelSpec
 from tasks.train import torch_threads
 from tasks.data_prep import DataParams, prepare
-from tasks.methods.dpsgd import DPSGDParams, canary_audit, make_canaries
+from tasks.audit.dpsgd import DPSGDParams, canary_audit, make_canaries
 
 
 @pytest.fixture(scope="module")

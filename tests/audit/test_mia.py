@@ -1,4 +1,4 @@
-"""Tests for tasks/methods/mia.py: hand-computed formulas, fixed conventions, bad input."""
+"""Tests for tasks/audit/mia.py: hand-computed formulas, fixed conventions, bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from tasks.methods import mia
+from tasks.audit import mia
 
 # ---- metric conventions ---------------------------------------------------------------------
 # in = [0, 4, 6, 7], out = [1, 2, 3, 5]: trapezoid AUC 11/16 (the ROC convex hull would give

@@ -1,4 +1,4 @@
-"""Tests for models/charlm.py and tasks/methods/text_detect.py."""
+"""Tests for models/charlm.py and tasks/audit/text_detect.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from models.charlm import ALPHABET, CharLM, CharLMSpec, decode, encode
 from tasks.train import torch_threads
-from tasks.methods import text_detect as td
+from tasks.audit import text_detect as td
 
 TEXTS = ["def f(x):\n    return x + 1  # add", "The quick brown fox jumps over it"]
 TEXTS = [t[:30] for t in TEXTS]

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from models import ModelSpec
-from tasks import artifacts
+from tasks.platform import artifacts
 from tasks.data_prep import DataParams, prepare
-from tasks.distill import DistillParams, distill, masks_from_zeros, validate_params
-from tasks.errors import ArtifactError, ParamsError
+from tasks.distill.distill import DistillParams, distill, validate_params
+from tasks.train import masks_from_zeros
+from tasks.platform.errors import ArtifactError, ParamsError
 from tasks.train import TrainParams, pack_seeds, train, unpack_seeds
 
 TINY = dict(max_epochs=2, batch_size=32, lr=1e-2)
@@ -91,7 +92,7 @@ def test_dual_head_student(data, teacher):
 
 
 def test_mpt_with_old_and_new_teachers(data, teacher):
-    from tasks.methods.negative_flips import OldClassesParams, select_old_classes
+    from tasks.distill.losses.flips import OldClassesParams, select_old_classes
 
     old_data = select_old_classes(OldClassesParams(n_old=6), train=data["train"], val=data["val"])
     old = train(TrainParams(model=ModelSpec(hidden=(16,)), seeds=(0,), **TINY), train=old_data["train"], val=old_data["val"])
@@ -141,7 +142,7 @@ def test_missing_teacher_artifact(tmp_path, data, teacher):
 
 def test_recovers_the_nm_sparsity_prune_output(data, teacher):
     """The pruned-weights artifact of nm_sparsity's prune stage is a valid student init."""
-    from tasks.methods import nm_magnitude as nm
+    from tasks.sparsity import nm
 
     train_p = TrainParams(model=ModelSpec(hidden=(64,)), seeds=(0, 1), **TINY)
     pruned = nm.prune(
@@ -154,6 +155,6 @@ def test_recovers_the_nm_sparsity_prune_output(data, teacher):
     for s in ("0", "1"):
         assert out["metrics"]["seeds"][s]["masks_held"] is True
         assert out["metrics"]["seeds"][s]["masked_fraction"] == pytest.approx(0.5)
-    with pytest.raises(ArtifactError, match=r"no variant '1:8_v1'; variants: \['2:4_v1'\]"):
+    with pytest.raises(ArtifactError, match=r"student_weights has no group '1:8_v1'; groups: \['2:4_v1'\]"):
         distill(params(student=ModelSpec(hidden=(64,)), student_variant="1:8_v1"), train=data["train"],
                 val=data["val"], teacher_weights=teacher["weights"], student_weights=pruned)

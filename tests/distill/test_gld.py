@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tasks.methods import gld as G
+from tasks.distill.losses import gld as G
 
 
 def test_coactivation_graph_hand_case():
@@ -55,7 +55,7 @@ def test_gld_loss_is_differentiable_and_zero_weight_is_plain_kd():
     loss = G.gld(s, y, [t1, t2], gld_weight=1.0, top_k=3)
     loss.backward()
     assert torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
-    from tasks.methods.kd import kd
+    from tasks.distill.losses.kd import kd
 
     base = G.gld(s, y, [t1, t2], gld_weight=0.0).item()
     assert base == pytest.approx(kd(s, y, [(t1 + t2) / 2]).item(), rel=1e-6)

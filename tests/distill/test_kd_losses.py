@@ -1,4 +1,4 @@
-"""Hand-computed cases for the KD losses in tasks/methods/kd.py."""
+"""Hand-computed cases for the KD losses in tasks/distill/losses/kd.py."""
 
 import math
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tasks.errors import ReprolabError
-from tasks.methods import kd as K
+from tasks.platform.errors import ReprolabError
+from tasks.distill import losses
+from tasks.distill.losses import kd as K
 
 
 def t(*rows):
@@ -18,29 +19,29 @@ def t(*rows):
 
 
 def test_registry_lists_all_paper_losses():
-    names = K.registered_losses()
+    names = losses.registered_losses()
     for name in ("ce", "kd", "dkd", "pld", "binary_kl", "kd_binary_kl", "dual_head", "gld", "mpt", "focal_kd_old"):
         assert name in names
 
 
 def test_duplicate_registration_raises():
     with pytest.raises(ReprolabError, match="already registered"):
-        K.register_loss("kd")(lambda s, y, t: s.sum())
+        losses.register_loss("kd")(lambda s, y, t: s.sum())
 
 
 def test_unknown_loss_names_the_registered_ones():
     with pytest.raises(ReprolabError, match=r"unknown loss 'kdd'.*'kd'.*'pld'"):
-        K.get_loss("kdd")
+        losses.get_loss("kdd")
 
 
 def test_loss_params_are_checked_against_the_signature():
     with pytest.raises(ReprolabError, match=r"unknown params \['temprature'\]"):
-        K.check_loss_params("kd", {"temprature": 4})
+        losses.check_loss_params("kd", {"temprature": 4})
     with pytest.raises(ReprolabError, match="temperature must be > 0, got 0"):
-        K.check_loss_params("kd", {"temperature": 0})
+        losses.check_loss_params("kd", {"temperature": 0})
     with pytest.raises(ReprolabError, match="tau must be > 0"):
-        K.check_loss_params("mpt", {"tau": -1.0})
-    K.check_loss_params("kd", {"temperature": 2, "standardize": True})
+        losses.check_loss_params("mpt", {"tau": -1.0})
+    losses.check_loss_params("kd", {"temperature": 2, "standardize": True})
 
 
 # ---------------------------------------------------------------- vanilla KD

@@ -7,8 +7,9 @@ import torch
 from torch.nn import functional as F
 
 from tasks.data_prep import make_table
-from tasks.errors import ReprolabError
-from tasks.methods import negative_flips as NF
+from tasks.platform.errors import ReprolabError
+from tasks.distill.losses import flips as NF
+from tasks.papers import negative_flips as nfp
 
 
 def t(*rows):
@@ -72,7 +73,7 @@ def test_flip_metrics_hand_case():
     y = torch.tensor([0, 1, 1, 2, 0])
     old = t([5, 0], [0, 5], [5, 0], [5, 0], [5, 0])  # right on rows 0, 1, 4 (row 3 is a new class)
     new = t([0, 5, 0], [0, 5, 0], [0, 5, 0], [0, 0, 5], [5, 0, 0])  # wrong on row 0 only
-    m = NF.flip_metrics(old, new, y)
+    m = nfp.flip_metrics(old, new, y)
     assert m["nfr"] == pytest.approx(1 / 4)  # one flip over four old-class samples
     assert m["acc"] == pytest.approx(4 / 5)
     assert m["acc_old"] == pytest.approx(3 / 4)
@@ -83,8 +84,8 @@ def test_flip_metrics_hand_case():
 def test_select_old_classes_filters_rows_and_errors_when_empty():
     x = torch.zeros(6, 3).numpy()
     table = make_table(torch.arange(6).numpy(), x, torch.tensor([0, 1, 2, 3, 4, 5]).numpy())
-    out = NF.select_old_classes(NF.OldClassesParams(n_old=3), train=table, val=table)
+    out = nfp.select_old_classes(nfp.OldClassesParams(n_old=3), train=table, val=table)
     assert out["train"].column("label").to_pylist() == [0, 1, 2]
     high = make_table(torch.arange(2).numpy(), x[:2], torch.tensor([7, 8]).numpy())
     with pytest.raises(ReprolabError, match="no val rows with label < 3"):
-        NF.select_old_classes(NF.OldClassesParams(n_old=3), train=table, val=high)
+        nfp.select_old_classes(nfp.OldClassesParams(n_old=3), train=table, val=high)

@@ -1,6 +1,6 @@
 """Tiny-profile end-to-end runs of the five distillation paper pipelines (no Prefect).
 
-Every stage goes through the generic stage shell (``tasks.stage.run_stage``) into a
+Every stage goes through the generic stage shell (``tasks.platform.stage.run_stage``) into a
 temporary store, exactly as Prefect and DVC call it; the Prefect/MLflow wrapping of the
 same stages is covered by tests/pipelines/test_papers.py.
 """
@@ -10,9 +10,9 @@ import math
 import pytest
 
 from flows.papers import discover
-from tasks import artifacts
-from tasks.params import load_all
-from tasks.stage import resolve_inputs, run_stage
+from tasks.platform import artifacts
+from tasks.platform.params import load_all
+from tasks.platform.stage import resolve_inputs, run_stage
 
 PAPERS = ("logit_standardization", "pld", "dual_head_kd", "negative_flips", "infigfusion")
 
@@ -49,7 +49,7 @@ def test_paper_smoke(name, papers, tmp_path, monkeypatch):
 
 
 def test_arms_must_match_the_paper(papers):
-    from tasks.errors import ParamsError
+    from tasks.platform.errors import ParamsError
 
     models = {n: p.params_model for n, p in papers.items()}
     with pytest.raises(ParamsError, match=r"this paper runs exactly the arms \['ce', 'kd', 'pld'\]"):

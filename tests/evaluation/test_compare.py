@@ -1,4 +1,4 @@
-"""Tests for tasks/compare.py on tiny hand-built tables."""
+"""Tests for tasks/evaluation/compare.py on tiny hand-built tables."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import math
 
 import pyarrow as pa
 import pytest
+from pydantic import BaseModel
 
-from tasks.compare import compare_metrics, compare_predictions, compare_runs
+from tasks.evaluation.compare import compare_metrics, compare_predictions, compare_runs
 
 
 def results(rows: list[tuple[str, int, float, float]]) -> pa.Table:
@@ -97,7 +98,7 @@ def test_bad_input() -> None:
 
 
 def _write_run(root, acc_shift: float, flip: bool) -> None:
-    from tasks.artifacts import write
+    from tasks.platform.artifacts import write
 
     d = root / "evaluate_digits"
     rows = [("dense", s, 0.95 + 0.002 * s + acc_shift, 0.2) for s in range(3)]
@@ -139,3 +140,72 @@ def test_cli_compare_bad_dirs(tmp_path, capsys) -> None:
     assert "run directory not found" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "empty")]) == 2
     assert "no results.parquet at the same relative path" in capsys.readouterr().err
+
+
+class _Params(BaseModel):
+    x: int = 1
+
+
+# ---- runs named as users know them: MLflow run ids, Prefect flow-run names, <paper>@latest ----
+@pytest.fixture(scope="module")
+def _template_db(tmp_path_factory):
+    from tasks.platform import tracking
+
+    path = tmp_path_factory.mktemp("mlflow") / "template.db"
+    tracking.ensure_store(f"sqlite:///{path}")
+    return path
+
+
+def _tracked_run(tmp_path, monkeypatch, flow_run_name: str, key: str, acc_shift: float, flip: bool) -> str:
+    """One pipeline run as the flow records it: a store dir for evaluate_digits + MLflow runs."""
+    from tasks.platform import artifacts, tracking
+    from tasks.platform.stage import MANIFEST, StageResult, store_root
+
+    d = store_root() / "toy" / "evaluate_digits" / key[:24]
+    _write_run(tmp_path / "src" / key, acc_shift, flip)
+    outs = {}
+    for name in ("results", "predictions"):
+        data = (tmp_path / "src" / key / "evaluate_digits" / f"{name}.parquet").read_bytes()
+        artifacts.atomic_write_bytes(d / f"{name}.parquet", data)
+        outs[name] = {"path": str(d / f"{name}.parquet"), "sha256": artifacts.sha256_bytes(data)}
+    res = StageResult("toy", "evaluate_digits", key, outs, {}, "ph", {}, 1.0)
+    artifacts.write(d / MANIFEST, res.to_json())
+    monkeypatch.setattr(tracking, "prefect_flow_run", lambda: {"id": f"id-{flow_run_name}", "name": flow_run_name})
+    tr = tracking.Tracker("toy", "smoke", "prefect")
+    rid = tr.start(_Params())
+    tr.log_stage(res, None, cached=False)
+    tr.finish()
+    return rid
+
+
+def test_cli_compare_by_mlflow_run_id_flow_run_name_and_paper_at(tmp_path, monkeypatch, capsys, _template_db) -> None:
+    import shutil
+
+    from tasks.__main__ import main
+    from tasks.platform.stage import store_root
+
+    shutil.copy(_template_db, tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("REPROLAB_MLARTIFACTS", str(tmp_path / "mlartifacts"))
+    monkeypatch.setenv("REPROLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REPROLAB_MLFLOW", "1")
+    run_a = _tracked_run(tmp_path, monkeypatch, "last-night", "a" * 64, 0.0, flip=False)
+    run_b = _tracked_run(tmp_path, monkeypatch, "tonight", "b" * 64, -0.05, flip=True)
+
+    def compare(a: str, b: str) -> str:
+        assert main(["compare", a, b, "--reps", "300", "--fail-on-change"]) == 1
+        return capsys.readouterr().out
+
+    by_id = compare(run_a, run_b)
+    assert "Run comparison [evaluate_digits]: toy-smoke-last-night" in by_id
+    assert "Metrics that moved beyond their 95% CI (1 of 2)" in by_id and "Negative flips" in by_id
+    assert compare("last-night", "tonight") == by_id  # Prefect flow-run names
+    assert compare("toy@previous", "toy@latest") == by_id
+    # the store was cleaned: the files come from the MLflow artifacts of the computing runs
+    shutil.rmtree(store_root())
+    assert compare(run_a, "tonight") == by_id
+
+    assert main(["compare", run_a, "no-such-run"]) == 2
+    assert "run 'no-such-run' not found" in capsys.readouterr().err
+    assert main(["compare", "toy@previous", "toy@7"]) == 2
+    assert "toy has 2 finished run(s)" in capsys.readouterr().err

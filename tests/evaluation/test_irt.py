@@ -1,4 +1,4 @@
-"""Tests for tasks/methods/irt.py: 2PL parameter recovery, girth parity, flags, errors."""
+"""Tests for tasks/evaluation/irt.py: 2PL parameter recovery, girth parity, flags, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.special import expit
 from scipy.stats import spearmanr
 
-from tasks.methods.irt import fit_2pl, item_separation
+from tasks.evaluation.irt import fit_2pl, item_separation
 
 
 def simulate_2pl(theta: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:

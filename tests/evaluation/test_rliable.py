@@ -1,4 +1,4 @@
-"""Tests for tasks/methods/rliable.py: rliable's test vectors, hand-computed cases, coverage, errors."""
+"""Tests for tasks/evaluation/rliable.py: rliable's test vectors, hand-computed cases, coverage, errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tasks.methods import rliable as rl
+from tasks.evaluation import rliable as rl
 
 # rliable tests/rliable/metrics_test.py vectors
 X = np.array([[1, 2], [2, 2], [1, 1], [2, 1]], dtype=float)  # 4 runs x 2 tasks
@@ -183,7 +183,7 @@ def test_difference_ci() -> None:
 
 
 def test_paired_difference_over_common_keys_with_nan_ci_below_two_pairs():
-    from tasks.methods.rliable import paired_difference
+    from tasks.evaluation.rliable import paired_difference
 
     a = {("digits", 0): 0.9, ("digits", 1): 0.8, ("mnist1d", 0): 0.5, "only_a": 1.0}
     b = {("digits", 0): 0.7, ("digits", 1): 0.9, ("mnist1d", 0): 0.2}

@@ -13,7 +13,7 @@ from prefect.utilities.callables import parameter_schema
 
 from flows.papers import discover
 from flows.run import NIGHTLY_CRON, build_deployments
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 
 def test_deployments_have_cron_and_parameter_schema():

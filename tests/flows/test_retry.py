@@ -1,7 +1,7 @@
 """Transient failures retry; bad input does not (it would fail identically again)."""
 
 from flows.run import _retry_transient, stage_task
-from tasks.errors import ArtifactError, ParamsError
+from tasks.platform.errors import ArtifactError, ParamsError
 
 
 class _State:

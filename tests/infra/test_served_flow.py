@@ -69,7 +69,7 @@ def test_mlflow_runs_on_server_and_artifacts_byte_identical_from_s3(served_run, 
     assert parent.info.status == "FINISHED"
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied: the worker has no S3 role here
     s3 = boto3.client("s3", endpoint_url=stack.env["REPROLAB_S3_URL"], region_name="us-east-1")
-    local_reports = served_run["out"] / "reports" / "nm_sparsity"
+    local_reports = Path(parent.data.tags["reprolab.report"]).parent  # reports/nm_sparsity/runs/<smoke+overrides>/
     for name in ("report.md", "accuracy_vs_sparsity.png"):
         via_mlflow = Path(client.download_artifacts(parent.info.run_id, f"report/{name}", str(tmp_path))).read_bytes()
         key = f"mlflow/{exp.experiment_id}/{parent.info.run_id}/artifacts/report/{name}"

@@ -5,8 +5,8 @@ import torch
 
 from models import ModelSpec
 from tasks.data_prep import DataParams, prepare
-from tasks.methods import nm_magnitude as nm
-from tasks.methods.nm_serving import SERVE_SCHEMA, ServeParams, serve
+from tasks.sparsity import nm
+from tasks.sparsity.serving import SERVE_SCHEMA, ServeParams, serve
 from tasks.train import OptimParams, TrainParams, train
 
 

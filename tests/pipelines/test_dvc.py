@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.params import ROOT
+from tasks.platform.params import ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.papers import discover
-from tasks import artifacts
-from tasks.stage import StageResult, _verify_manifest
+from tasks.platform import artifacts
+from tasks.platform.stage import StageResult, _verify_manifest
 
 PAPERS = discover()
 
@@ -36,7 +36,7 @@ def _run(paper, **kw):
 
 def _results(summary):
     from flows.run import _stage_args  # noqa: F401  (same import path as the flow)
-    from tasks.stage import store_dir
+    from tasks.platform.stage import store_dir
 
     paper = PAPERS[summary["paper"]]
     out = {}
@@ -70,6 +70,14 @@ def test_paper_smoke_end_to_end(name, first_runs):
     exp = client.get_experiment_by_name(f"reprolab/{name}")
     parent = client.get_run(summary["mlflow_run_id"])
     assert parent.info.status == "FINISHED"
+    # told apart and linked to Prefect; the verdicts on the parent (issue #12)
+    assert parent.info.run_name.startswith(f"{name}-smoke-")
+    assert parent.data.tags["reprolab.prefect.flow_run_id"] and parent.data.tags["reprolab.overrides"] == "{}"
+    assert parent.data.metrics["pipeline.stages_computed"] + parent.data.metrics["pipeline.stages_reused"] \
+        == len(paper.stages)
+    if "report" in summary and "claims" in results["report"].outputs:
+        assert "verdicts.reproduced" in parent.data.metrics
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     for tag in ("reprolab.git_commit", "reprolab.git_dirty", "reprolab.params_hash", "reprolab.pkg.torch"):
         assert parent.data.tags.get(tag), tag
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -93,6 +101,14 @@ def test_second_run_recomputes_nothing(name, first_runs):
         assert info["key"] == first_runs[name]["stages"][st]["key"]
     a, b = _results(first_runs[name]), _results(again)
     assert {k: r.metrics for k, r in a.items()} == {k: r.metrics for k, r in b.items()}
+    # every cached stage run links the run that computed it
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name(f"reprolab/{name}")
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{again['mlflow_run_id']}'")
+    for child in children:
+        origin = client.get_run(child.data.tags["reprolab.computed_by_run"])
+        assert origin.data.tags["reprolab.stage_key"] == child.data.tags["reprolab.stage_key"]
+        assert origin.data.tags["reprolab.cached"] == "false"
 
 
 def test_changing_one_param_recomputes_only_downstream(harness):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from tasks import progress
+from tasks.platform import progress
 
 
 class _Sink:

@@ -1,0 +1,445 @@
+"""Stage and paper declarations, the paper registry, and the one generic stage shell.
+
+A :class:`Stage` names its compute core, its params sections, its named inputs
+(``"<stage>.<output>"`` of the same paper) and its outputs (file names whose extension
+fixes the format, see :mod:`tasks.platform.artifacts`). A :class:`Paper` is an ordered tuple of
+stages plus the pydantic model of its ``params.yaml`` section.
+
+:func:`run_stage` is the only code that turns a core into files. Prefect (``flows/run.py``),
+the DVC CLI (``python -m tasks run``) and integration tests all call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from tasks.platform import artifacts
+from tasks.platform.errors import ArtifactError, ReprolabError
+from tasks.platform.params import ROOT, get_path, params_hash
+
+Schema = pa.Schema | Callable[[pa.Table, str], None]
+# The shared layers every stage's code hash and dvc.yaml deps cover; a paper's own modules
+# (PAPER_DIRS/<paper>.py or PAPER_DIRS/<paper>/) are added per paper (see code_paths).
+SHARED_CODE = ("tasks", "models", "kernels")
+PAPER_DIRS = ("tasks/papers", "flows/papers")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a paper pipeline (pipeline as data, after kedro's ``Node``).
+
+    Attributes:
+        name: verb, unique within the paper (``train``, ``prune_digits``).
+        func: the compute core ``func(params, **inputs) -> {output: object}``.
+        params: dotted paths of the params sections the core receives (one: the object;
+            several: ``{path: object}``; none: ``None``).
+        inputs: core keyword argument -> ``"<stage>.<output>"``.
+        outputs: output name -> file name (``weights.safetensors``).
+        schemas: output name -> ``pa.Schema`` or ``check(table, where)``; checked on write
+            and whenever a later stage reads the table.
+        version: bump to invalidate caches when behaviour changes outside the hashed code.
+    """
+
+    name: str
+    func: Callable[..., Mapping[str, Any]]
+    params: tuple[str, ...] = ()
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    schemas: Mapping[str, Schema] = field(default_factory=dict)
+    version: str = "1"
+
+    def input_refs(self) -> dict[str, tuple[str, str]]:
+        return {arg: tuple(ref.split(".", 1)) for arg, ref in self.inputs.items()}  # type: ignore[misc]
+
+    def params_for(self, params: BaseModel) -> Any:
+        if not self.params:
+            return None
+        if len(self.params) == 1:
+            return get_path(params, self.params[0])
+        return {p: get_path(params, p) for p in self.params}
+
+    def params_digest(self, params: BaseModel) -> str:
+        sections = {p: get_path(params, p) for p in self.params}
+        return params_hash(
+            {p: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for p, v in sections.items()}
+        )
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A paper pipeline: its name, seed citation, params model and ordered stages.
+
+    Attributes:
+        name: registry name and ``params.yaml`` section (``nm_sparsity``).
+        title: the seed paper's title.
+        arxiv: arXiv id of the seed paper ("" if none).
+        params_model: pydantic model of the paper's params section.
+        stages: stages in a valid execution order.
+        module: source file of the paper's declaration, ``flows/papers/<name>.py`` (part of
+            every stage's code hash, with ``tasks/papers/<name>.py``: see :func:`code_paths`).
+        claims: one line per claim from the abstract (the report verdicts refer to them).
+    """
+
+    name: str
+    title: str
+    arxiv: str
+    params_model: type[BaseModel]
+    stages: tuple[Stage, ...]
+    module: str = ""
+    claims: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        seen: dict[str, Stage] = {}
+        for st in self.stages:
+            if st.name in seen:
+                raise ValueError(f"paper {self.name!r}: duplicate stage name {st.name!r}")
+            for arg, (src, out) in st.input_refs().items():
+                if src not in seen or out not in seen[src].outputs:
+                    raise ValueError(
+                        f"paper {self.name!r}, stage {st.name!r}: input {arg!r} refers to "
+                        f"{src}.{out}, which no earlier stage outputs"
+                    )
+            for p in st.params:
+                if p.split(".")[0] not in self.params_model.model_fields:
+                    raise ValueError(f"paper {self.name!r}, stage {st.name!r}: unknown params section {p!r}")
+            for name in st.outputs.values():
+                if Path(name).suffix not in artifacts.EXTS:
+                    raise ValueError(f"paper {self.name!r}, stage {st.name!r}: unsupported output {name!r}")
+            seen[st.name] = st
+
+    def stage(self, name: str) -> Stage:
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise ReprolabError(f"paper {self.name!r} has no stage {name!r}; stages: {[s.name for s in self.stages]}")
+
+    def downstream(self, name: str) -> list[str]:
+        """Names of the stages that (transitively) consume ``name``'s outputs, in order."""
+        hit = {name}
+        for st in self.stages:
+            if any(src in hit for src, _ in st.input_refs().values()):
+                hit.add(st.name)
+        return [s.name for s in self.stages if s.name in hit and s.name != name]
+
+    @property
+    def flow(self):
+        """The Prefect flow of this paper (built lazily so the DVC CLI never imports Prefect)."""
+        from flows.run import build_flow
+
+        return build_flow(self)
+
+
+_PAPERS: dict[str, Paper] = {}
+
+
+def register_paper(paper: Paper) -> Paper:
+    """Register ``paper`` by name; a duplicate name raises (never a silent overwrite)."""
+    if paper.name in _PAPERS and _PAPERS[paper.name] is not paper:
+        raise ValueError(f"paper {paper.name!r} is already registered (by {_PAPERS[paper.name].module})")
+    _PAPERS[paper.name] = paper
+    return paper
+
+
+def registered_papers() -> dict[str, Paper]:
+    return dict(_PAPERS)
+
+
+# ----------------------------------------------------------------------------------------
+# PLATFORM: hashing, the content-addressed store, and the stage shell
+# ----------------------------------------------------------------------------------------
+
+
+def _shared_entries(root: Path) -> list[Path]:
+    """The shared layers: ``SHARED_CODE`` without the per-paper folders, as top-level entries
+    (``tasks/train.py``, ``tasks/evaluation``, ..., ``tasks/papers/__init__.py``, ``models``)."""
+    own = {root / d for d in PAPER_DIRS}
+    out: list[Path] = []
+    for d in SHARED_CODE:
+        top = root / d
+        if not any(o.is_relative_to(top) for o in own):
+            out.append(top)
+            continue
+        for child in sorted(top.iterdir()):
+            if child.name == "__pycache__" or (child.is_file() and child.suffix != ".py"):
+                continue
+            if child in own:
+                out += [p for p in [child / "__init__.py"] if p.exists()]
+            elif not any(o.is_relative_to(child) for o in own):
+                out.append(child)
+    return out
+
+
+def code_paths(paper: Paper, root: Path = ROOT) -> list[Path]:
+    """The source a paper's stages depend on: the shared layers plus that paper's own modules.
+
+    Shared: ``tasks/`` (except ``tasks/papers/``), ``models/``, ``kernels/``. Own:
+    ``tasks/papers/<paper>.py`` (or a ``tasks/papers/<paper>/`` package) and the declaration
+    ``paper.module`` (``flows/papers/<paper>.py``). The layer rule (``tests/test_layers.py``)
+    makes this safe: no shared module imports a paper module, and no paper imports another, so
+    editing one paper's module changes only that paper's stage keys and ``dvc.yaml`` deps.
+    """
+    own = [root / d / f"{paper.name}{ext}" for d in PAPER_DIRS for ext in (".py", "")]
+    paths = [*_shared_entries(root), *(p for p in own if p.exists())]
+    if paper.module:
+        paths.append(Path(paper.module).resolve())
+    return list(dict.fromkeys(paths))
+
+
+def _py_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        files += [p] if p.is_file() else sorted(f for f in p.rglob("*.py") if "__pycache__" not in f.parts)
+    return sorted(set(files))
+
+
+@cache
+def code_digest(paths: tuple[Path, ...]) -> str:
+    """SHA-256 over the source files under ``paths`` (files, or folders searched for ``*.py``).
+
+    NOTE: Prefect's ``TASK_SOURCE`` hashes only the task's own lines, not the helpers it
+    calls; hashing the layers catches a change anywhere in the compute path.
+    """
+    h = hashlib.sha256()
+    for p in _py_files(paths):
+        h.update(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def input_digests(input_paths: Mapping[str, str | Path]) -> dict[str, str]:
+    return {arg: artifacts.sha256_file(p) for arg, p in sorted(input_paths.items())}
+
+
+def stage_key(paper: Paper, stage: Stage, params: BaseModel, input_paths: Mapping[str, str | Path]) -> str:
+    """The cache key: input file bytes + the stage's params + code + stage version."""
+    payload = {
+        "paper": paper.name,
+        "stage": stage.name,
+        "version": stage.version,
+        "params": stage.params_digest(params),
+        "inputs": input_digests(input_paths),
+        "code": code_digest(tuple(code_paths(paper))),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def store_root() -> Path:
+    return Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab")) / "store"
+
+
+def store_dir(paper: Paper, stage: Stage, key: str) -> Path:
+    return store_root() / paper.name / stage.name / key[:24]
+
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class StageResult:
+    """What a stage produced: output paths + content hashes, its metrics and provenance."""
+
+    paper: str
+    stage: str
+    key: str
+    outputs: dict[str, dict[str, str]]  # name -> {"path", "sha256"}
+    inputs: dict[str, dict[str, str]]  # arg -> {"path", "sha256"}
+    params_hash: str
+    metrics: dict[str, float]
+    seconds: float
+    reused: bool = False
+
+    def path(self, output: str) -> Path:
+        return Path(self.outputs[output]["path"])
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "StageResult":
+        return cls(**d)
+
+
+def _check_table(check: Schema, table: pa.Table, where: str) -> None:
+    if isinstance(check, pa.Schema):
+        artifacts.check_schema(table, check, where)
+    else:
+        check(table, where)
+
+
+def _load_inputs(paper: Paper, stage: Stage, input_paths: Mapping[str, str | Path]) -> dict[str, Any]:
+    missing = set(stage.inputs) - set(input_paths)
+    if missing:
+        raise ArtifactError(f"stage {stage.name!r}: no path given for input(s) {sorted(missing)}")
+    loaded = {}
+    for arg, (src, out) in stage.input_refs().items():
+        path = Path(input_paths[arg])
+        obj = artifacts.read(path)
+        check = paper.stage(src).schemas.get(out)
+        if check is not None:
+            _check_table(check, obj, str(path))
+        loaded[arg] = obj
+    return loaded
+
+
+def _verify_manifest(d: Path) -> dict[str, Any] | None:
+    """The manifest of a complete store dir whose files still hash right, else ``None``."""
+    mf = d / MANIFEST
+    if not mf.is_file():
+        return None
+    try:
+        manifest = json.loads(mf.read_text())
+        for out in manifest["outputs"].values():
+            if artifacts.sha256_file(d / Path(out["path"]).name) != out["sha256"]:
+                return None
+    except (ValueError, KeyError, ArtifactError):
+        return None
+    return manifest
+
+
+def compute(paper: Paper, stage: Stage, params: BaseModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Call the core and check it returned exactly the declared outputs (valid tables)."""
+    result = stage.func(stage.params_for(params), **inputs)
+    if not isinstance(result, Mapping) or set(result) != set(stage.outputs):
+        got = sorted(result) if isinstance(result, Mapping) else type(result).__name__
+        raise ReprolabError(f"stage {stage.name!r} returned {got}, declared {sorted(stage.outputs)}")
+    for name, check in stage.schemas.items():
+        _check_table(check, result[name], f"{stage.name}.{name}")
+    return dict(result)
+
+
+def _metrics_of(stage: Stage, produced: Mapping[str, Any]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for name, fname in stage.outputs.items():
+        if fname.endswith(".json") and name.startswith("metrics"):
+            metrics.update(artifacts.flat_metrics(produced[name]))
+    return metrics
+
+
+def write_outputs(
+    stage: Stage, produced: Mapping[str, Any], out_dir: Path, overwrite: bool = False
+) -> dict[str, dict[str, str]]:
+    """Write every output atomically into ``out_dir``.
+
+    Refuses (``ArtifactError``) to replace an existing file with different bytes unless
+    ``overwrite``: nothing already produced is silently changed.
+    """
+    encoded = {name: artifacts.encode(out_dir / fname, produced[name]) for name, fname in stage.outputs.items()}
+    for name, fname in stage.outputs.items():
+        path = out_dir / fname
+        if path.exists() and not overwrite and artifacts.sha256_file(path) != artifacts.sha256_bytes(encoded[name]):
+            raise ArtifactError(
+                f"refusing to overwrite {path} with different content (stage {stage.name!r}); "
+                "move it away or pass --force"
+            )
+    out = {}
+    for name, fname in stage.outputs.items():
+        artifacts.atomic_write_bytes(out_dir / fname, encoded[name])
+        out[name] = {"path": str(out_dir / fname), "sha256": artifacts.sha256_bytes(encoded[name])}
+    return out
+
+
+def run_stage(
+    paper: Paper,
+    stage: Stage,
+    params: BaseModel,
+    input_paths: Mapping[str, str | Path],
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> StageResult:
+    """Run one stage: load inputs, call the core, write outputs atomically.
+
+    With ``out_dir=None`` outputs go to the content-addressed store
+    (``store_dir(paper, stage, key)``): a complete, intact store dir is reused without
+    recomputing; otherwise the stage writes into a private staging dir that is renamed
+    into place only when every output and the manifest are written, so a killed run
+    never leaves a half-written result behind. With an explicit ``out_dir`` (the DVC
+    path) outputs are written there, refusing to change existing files unless ``overwrite``.
+    """
+    t0 = time.perf_counter()
+    key = stage_key(paper, stage, params, input_paths)
+    inputs_meta = {
+        arg: {"path": str(p), "sha256": artifacts.sha256_file(p)} for arg, p in sorted(input_paths.items())
+    }
+    phash = stage.params_digest(params)
+
+    if out_dir is not None:
+        produced = compute(paper, stage, params, _load_inputs(paper, stage, input_paths))
+        outs = write_outputs(stage, produced, Path(out_dir), overwrite=overwrite)
+        return StageResult(
+            paper.name, stage.name, key, outs, inputs_meta, phash, _metrics_of(stage, produced),
+            time.perf_counter() - t0,
+        )
+
+    final = store_dir(paper, stage, key)
+    manifest = _verify_manifest(final)
+    if manifest is not None:
+        res = StageResult.from_json(manifest)
+        res.reused, res.seconds = True, time.perf_counter() - t0
+        return res
+
+    _remove_stale_staging(final)
+    produced = compute(paper, stage, params, _load_inputs(paper, stage, input_paths))
+    staging = final.parent / f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.partial"
+    try:
+        outs = write_outputs(stage, produced, staging)
+        # Paths in the manifest point at the final location.
+        outs = {n: {"path": str(final / Path(o["path"]).name), "sha256": o["sha256"]} for n, o in outs.items()}
+        res = StageResult(
+            paper.name, stage.name, key, outs, inputs_meta, phash, _metrics_of(stage, produced),
+            time.perf_counter() - t0,
+        )
+        artifacts.write(staging / MANIFEST, res.to_json())
+        if final.exists():  # a damaged earlier result: keep it aside rather than delete it
+            final.rename(final.parent / f".{final.name}.damaged.{time.time_ns()}")
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return res
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Delete staging dirs of ``final`` left by a killed process (never a live one's)."""
+    if not final.parent.is_dir():
+        return
+    for d in final.parent.glob(f".{final.name}.*.partial"):
+        pid = int(d.name.split(".")[2])
+        if not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def resolve_inputs(stage: Stage, results: Mapping[str, StageResult]) -> dict[str, str]:
+    """Input paths of ``stage`` from the results of earlier stages."""
+    out = {}
+    for arg, (src, name) in stage.input_refs().items():
+        if src not in results:
+            raise ArtifactError(f"stage {stage.name!r} needs {src}.{name}, but {src!r} has not run")
+        out[arg] = results[src].outputs[name]["path"]
+    return out
+
+
+def dvc_path(paper: Paper, stage: Stage, output: str) -> Path:
+    """Where the DVC pipeline keeps ``stage``'s ``output`` (relative to the repo root)."""
+    return Path("artifacts") / paper.name / stage.name / stage.outputs[output]

@@ -1,0 +1,2 @@
+"""N:M pruning science: patterns and variants, prune, fine-tune, evaluate (nm), serving (serving).
+"""
