@@ -49,14 +49,14 @@ repro: install  ## run the same pipelines with DVC (full profile, outputs under 
 dvc-yaml: install  ## regenerate dvc.yaml from the paper declarations
 	$(PY) -m tasks dvc-yaml
 
-ui: install  ## start the Prefect UI (:4200) and the MLflow UI (:5000) on 127.0.0.1; Ctrl-C stops both
+ui: install  ## start the Prefect UI (:4200, this project's history) and the MLflow UI (:5000) on 127.0.0.1; Ctrl-C stops both
 	@trap 'kill 0' EXIT INT TERM; \
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200 & \
+	$(PY) -m flows.server --port 4200 & \
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db \
 	  --default-artifact-root ./mlartifacts & \
 	echo "Prefect UI: http://127.0.0.1:4200   MLflow UI: http://127.0.0.1:5000"; wait
 
-serve: install  ## serve every paper flow as a nightly Prefect deployment (needs PREFECT_API_URL, see README)
+serve: install  ## serve every paper flow as a nightly Prefect deployment (into `make ui`'s server or PREFECT_API_URL)
 	$(PY) -m flows serve
 
 lock:  ## re-resolve requirements.in into requirements.lock

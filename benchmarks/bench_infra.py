@@ -193,7 +193,8 @@ def measure_overhead(env: dict[str, str], n_tasks: int, repeats: int) -> dict[st
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     base.update(QUIET_ENV)
     with tempfile.TemporaryDirectory() as home_served, tempfile.TemporaryDirectory() as home_embedded:
-        served = overhead_ms({**base, "PREFECT_HOME": home_served, "PREFECT_API_URL": env["PREFECT_API_URL"]},
+        served = overhead_ms({**base, "PREFECT_HOME": home_served, "PREFECT_API_URL": env["PREFECT_API_URL"],
+                              **{k: v for k, v in env.items() if k == "PREFECT_API_AUTH_STRING"}},
                              n_tasks, repeats)
         embedded = overhead_ms({**base, "PREFECT_HOME": home_embedded,
                                 "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
@@ -230,10 +231,11 @@ def main() -> int:
     try:
         env = client_env(cfg, state)
         os.environ.update(env)
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
         server_pids = {name: state.procs[name].pid for name in ("prefect", "postgres") if name in state.procs}
-        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"],
+                                         PREFECT_API_AUTH_STRING: env.get("PREFECT_API_AUTH_STRING")}):
             runs = grid_runs(args.repeats, args.work, server_pids)
         n_cells = len(PAPERS) * len(SEEDS) * len(METHODS)
         prefect_grid = summarise_grid(runs, "prefect", n_cells)

@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from flows import interrupt, local
 from tasks.platform.params import ROOT
 
+local.configure()  # the project's own PREFECT_HOME, before Prefect is imported
 HOME = Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab"))
 os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(HOME / "prefect-results"))
 for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -34,7 +36,7 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 
-from tasks.platform import artifacts, tracking  # noqa: E402
+from tasks.platform import artifacts, progress, tracking  # noqa: E402
 from tasks.platform.errors import ReprolabError  # noqa: E402
 from tasks.platform.params import load_all  # noqa: E402
 from tasks.platform.report import publish  # noqa: E402
@@ -95,7 +97,8 @@ def _retry_transient(task, task_run, state) -> bool:
 def stage_task(paper: str, stage: str, params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
     """Run one stage through the shared stage shell; return its :class:`StageResult` as JSON."""
     p, st, prm = _stage_args({"paper": paper, "stage": stage, "params": params})
-    result = run_stage(p, st, prm, inputs)
+    with progress.forward(get_run_logger()), interrupt.raising():  # progress in the run log; Ctrl-C stops it
+        result = run_stage(p, st, prm, inputs)
     get_run_logger().info(
         "%s/%s %s in %.2fs", paper, stage, "reused from the store" if result.reused else "computed", result.seconds
     )
@@ -138,7 +141,11 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
     results: dict[str, StageResult] = {}
     summary: dict[str, Any] = {"paper": paper.name, "profile": profile, "mlflow_run_id": parent, "stages": {}}
     try:
-        for st in paper.stages:
+        for i, st in enumerate(paper.stages, 1):
+            interrupt.checkpoint()
+            with progress.forward(get_run_logger()):
+                progress.stage(paper.name, st.name, i, len(paper.stages), t0, i - 1,
+                               [n for n, v in summary["stages"].items() if v["cached"] or v["reused"]])
             inputs = resolve_inputs(st, results)
             state = stage_task.with_options(name=f"{paper.name}.{st.name}")(
                 paper.name, st.name, params_json, inputs, return_state=True
@@ -179,11 +186,14 @@ def run_pipeline(paper: Paper, profile: str = "full", overrides: dict[str, Any] 
              "pipeline.seconds": summary["seconds"]},
         )
         tracker.finish("FINISHED")
-    except KeyboardInterrupt:
-        tracker.finish("KILLED", "interrupted (Ctrl-C); finished stages are kept in the store")
-        raise
+        progress.finish()  # (not on failure: an interrupted run reports the stage it stopped in)
     except BaseException as e:
-        tracker.finish("FAILED", f"{type(e).__name__}: {e}"[:500])
+        # Ctrl-C / SIGTERM (flows/interrupt.py; Prefect's TerminationSignal) end the run KILLED.
+        if interrupt.received() is not None or isinstance(e, (KeyboardInterrupt, SystemExit)) \
+                or type(e).__name__ == "TerminationSignal":
+            tracker.finish("KILLED", "interrupted (Ctrl-C/SIGTERM); finished stages are kept in the store")
+        else:
+            tracker.finish("FAILED", f"{type(e).__name__}: {e}"[:500])
         raise
     return summary
 

@@ -113,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     cfg = load_config()
     env = client_env(cfg, StackState.load(cfg))
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        os.environ.setdefault(key, env[key])
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    for key in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI"):
+        if key in env:
+            os.environ.setdefault(key, env[key])
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+    with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"],
+                             PREFECT_API_AUTH_STRING: os.environ.get("PREFECT_API_AUTH_STRING")}):
         for key, dep_id in deploy_all(cfg.work_pool).items():
             print(f"deployed {key}: {dep_id}")
     return 0

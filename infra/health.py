@@ -75,14 +75,24 @@ def check_s3(endpoint: str, access_key: str, secret_key: str, bucket: str, timeo
         raise ServiceUnavailable(f"S3 store at {endpoint}: bucket {bucket!r} not usable (error {code})") from None
 
 
-def check_http(service: str, url: str, timeout: float) -> dict | str:
-    """GET ``url``; returns the decoded JSON (or text) of a 200 answer.
+def basic_auth(auth: str | None) -> dict[str, str]:
+    """``Authorization`` header for ``user:password`` (none for ``None``)."""
+    if not auth:
+        return {}
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
+def check_http(service: str, url: str, timeout: float, auth: str | None = None) -> dict | str:
+    """GET ``url`` (with basic ``auth``, ``user:password``, if given); returns the decoded JSON
+    (or text) of a 200 answer.
 
     Raises:
         ServiceUnavailable: refused, timed out or not 200 (message names ``service``).
     """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback/configured URL
+        with urllib.request.urlopen(urllib.request.Request(url, headers=basic_auth(auth)), timeout=timeout) as resp:  # noqa: S310 - loopback/configured URL
             body = resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         raise ServiceUnavailable(f"{service} at {url} answered HTTP {exc.code}") from None
@@ -95,10 +105,10 @@ def check_http(service: str, url: str, timeout: float) -> dict | str:
         return body
 
 
-def post_json(service: str, url: str, payload: object, timeout: float) -> dict | list | None:
-    """POST ``payload`` as JSON; returns the decoded answer. Errors as in :func:`check_http`."""
+def post_json(service: str, url: str, payload: object, timeout: float, auth: str | None = None) -> dict | list | None:
+    """POST ``payload`` as JSON; returns the decoded answer. Auth and errors as in :func:`check_http`."""
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **basic_auth(auth)})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback/configured URL
             return json.loads(resp.read() or b"null")

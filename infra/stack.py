@@ -196,6 +196,7 @@ def client_env(cfg: StackConfig | None = None, state: StackState | None = None) 
     return {
         **QUIET_ENV,
         "PREFECT_API_URL": prefect_api_url(cfg, state),
+        **({"PREFECT_API_AUTH_STRING": auth} if (auth := prefect_auth(cfg)) else {}),
         "MLFLOW_TRACKING_URI": mlflow_url(cfg, state),
         # NOTE: not REPROLAB_S3_ENDPOINT, which would mark S3 as external for a later `stack-up`.
         "REPROLAB_S3_URL": s3_endpoint(cfg, state),
@@ -411,6 +412,23 @@ def _prefect_bin() -> str:
     return str(Path(sys.executable).parent / "prefect")
 
 
+def prefect_auth(cfg: StackConfig) -> str | None:
+    """``user:password`` the stack's Prefect server requires (Prefect's basic auth), ``None`` for an
+    external server. Generated once, kept 0600 in ``<stack dir>/prefect-auth``."""
+    if not cfg.manages_prefect:
+        return os.environ.get("PREFECT_API_AUTH_STRING") or None
+    path = cfg.stack_dir / "prefect-auth"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        auth = f"reprolab:{secrets.token_urlsafe(24)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, auth + "\n", mode=0o600)
+        return auth
+
+
 def _start_prefect(cfg: StackConfig, state: StackState) -> Proc:
     env = _base_env()
     url = pg_url(cfg, state).replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -420,8 +438,12 @@ def _start_prefect(cfg: StackConfig, state: StackState) -> Proc:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_API_URL": prefect_api_url(cfg, state),
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # credentials required on every API call but /health (the UI asks for them once)
+        "PREFECT_SERVER_API_AUTH_STRING": prefect_auth(cfg) or "",
     })
-    argv = [_prefect_bin(), "server", "start", "--host", cfg.host, "--port", str(state.ports["prefect"])]
+    # flows.server: Prefect's app with CORS limited to its own origin and Origin/Host checks
+    argv = [sys.executable, "-m", "flows.server", "--host", cfg.host, "--port", str(state.ports["prefect"]),
+            "--no-record"]
     return _spawn(cfg, "prefect", argv, env)
 
 
@@ -449,14 +471,14 @@ def ensure_work_pool(cfg: StackConfig, state: StackState) -> None:
     """Create the process work pool if the Prefect server does not have it yet (idempotent)."""
     api = prefect_api_url(cfg, state)
     try:
-        check_http("Prefect server", f"{api}/work_pools/{cfg.work_pool}", cfg.check_timeout)
+        check_http("Prefect server", f"{api}/work_pools/{cfg.work_pool}", cfg.check_timeout, prefect_auth(cfg))
         return
     except ServiceUnavailable as exc:
         if "HTTP 404" not in str(exc):
             raise
     try:
         post_json("Prefect server", f"{api}/work_pools/", {"name": cfg.work_pool, "type": "process"},
-                  cfg.check_timeout)
+                  cfg.check_timeout, prefect_auth(cfg))
     except ServiceUnavailable as exc:
         if "HTTP 409" not in str(exc):  # created concurrently: fine
             raise
@@ -465,7 +487,7 @@ def ensure_work_pool(cfg: StackConfig, state: StackState) -> None:
 def _worker_online(cfg: StackConfig, state: StackState) -> None:
     api = prefect_api_url(cfg, state)
     workers = post_json("Prefect server", f"{api}/work_pools/{cfg.work_pool}/workers/filter", {},
-                        cfg.check_timeout)
+                        cfg.check_timeout, prefect_auth(cfg))
     if not any(w.get("name") == f"{cfg.work_pool}-worker" for w in workers or []):
         raise ServiceUnavailable(f"Prefect worker for pool {cfg.work_pool!r} has not reported to {api} yet")
 

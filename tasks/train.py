@@ -12,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import lightning as L
-from lightning.fabric.plugins import Precision
-from lightning.fabric.strategies import SingleDeviceStrategy
 import numpy as np
 import pyarrow as pa
 import torch
@@ -28,6 +25,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import ModelSpec, build_model
 from tasks.data_prep import num_features, table_to_tensors
 from tasks.platform.errors import ArtifactError
+from tasks.platform.progress import progress
+
+if TYPE_CHECKING:
+    import lightning as L
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -176,6 +177,9 @@ class _TrainingForward(nn.Module):
 
 def _wrappers_are_identities(fabric: L.Fabric) -> bool:
     """One device in plain fp32: Fabric's module/optimiser/backward wrappers change nothing."""
+    from lightning.fabric.plugins import Precision
+    from lightning.fabric.strategies import SingleDeviceStrategy
+
     return type(fabric.strategy) is SingleDeviceStrategy and type(fabric.strategy.precision) is Precision
 
 
@@ -212,6 +216,10 @@ def fit(
     # (docs/infra.md; not run here). Under DDP ``train_loss`` would be each rank's own mean,
     # every rank validates the whole val split, and a ``loss_fn``'s teachers are the
     # caller's to place on the device.
+    # NOTE: imported here, not at the top: lightning pulls in torch._dynamo (~4 s), and every
+    # paper module imports this one, so `python -m flows run`'s discovery would pay for it.
+    import lightning as L
+
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     params = dict(model.named_parameters())
     for name, mask in (masks or {}).items():
@@ -268,6 +276,7 @@ def fit(
                 loss_sum.add_(loss.detach() * len(y))
                 n += len(y)
             history.append({"epoch": float(epoch), "train_loss": float(loss_sum / max(n, 1)), **_validate(fabric, model, val_loader)})
+            progress("epoch", epoch + 1, optim.max_epochs, **{k: v for k, v in history[-1].items() if k != "epoch"})
     return history
 
 
@@ -331,7 +340,8 @@ def train(params: TrainParams, *, train: pa.Table, val: pa.Table) -> dict[str, o
     """
     n_classes = num_classes(train, val)
     per_seed, metrics = {}, {}
-    for seed in params.seeds:
+    for i, seed in enumerate(params.seeds, 1):
+        progress("seed", i, len(params.seeds), seed=seed)
         model = init_model(params.model, train, n_classes, seed)
         history = fit(model, params, train, val, seed)
         per_seed[seed] = {k: v.clone() for k, v in model.state_dict().items()}

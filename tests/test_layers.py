@@ -4,7 +4,8 @@ Rings, from the ground up (``docs/contract.md``, "Layout")::
 
     kernels < models < tasks.platform < tasks.data_prep, tasks.evaluation < tasks.train
       < tasks.sparsity | tasks.distill | tasks.audit < tasks.papers.<paper>
-      < flows.papers.<paper> < flows.run < tasks.__main__, flows.__main__, flows.entrypoints, infra, benchmarks
+      < flows.papers.<paper> < flows.local, flows.interrupt < flows.run
+      < tasks.__main__, flows.__main__, flows.entrypoints, flows.server, infra, benchmarks
 
 An import may point down a ring or stay inside its own unit; never up, never sideways between
 the domains (``sparsity``, ``distill``, ``audit``), and never from one paper's modules
@@ -35,8 +36,9 @@ RINGS: list[tuple[str, ...]] = [
     ("tasks.sparsity", "tasks.distill", "tasks.audit"),
     ("tasks.papers",),
     ("flows.papers",),
+    ("flows.local", "flows.interrupt"),
     ("flows.run",),
-    ("tasks.__main__", "flows.__main__", "flows.entrypoints", "infra", "benchmarks"),
+    ("tasks.__main__", "flows.__main__", "flows.entrypoints", "flows.server", "infra", "benchmarks"),
 ]
 APART = ("tasks.sparsity", "tasks.distill", "tasks.audit")  # sibling units that never import each other
 PER_PAPER = ("tasks.papers", "flows.papers")  # each <prefix>.<paper> is its own unit

@@ -25,6 +25,7 @@ from models import ModelSpec
 from tasks.audit import mia
 from tasks.data_prep import table_to_tensors
 from tasks.evaluation import calibration as scoring
+from tasks.platform.progress import progress
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits
 
 # Attacks that need shadow/reference models; the rest only look at the target.
@@ -77,6 +78,7 @@ def train_models(
     n_cls = num_classes(pool, val)
     models, times = [], []
     for k in range(keep.shape[0]):
+        progress("model", k + 1, keep.shape[0], role="target" if k == 0 else "shadow")
         t0 = time.perf_counter()
         train_k = pool.filter(pa.array(keep[k]))
         model = init_model(spec, pool, n_cls, seed + k)

@@ -31,12 +31,13 @@ class Stack:
     @contextlib.contextmanager
     def client(self) -> Iterator[None]:
         """Point in-process Prefect/MLflow/boto clients at this stack (env + Prefect settings), then restore."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         try:
-            with temporary_settings(updates={PREFECT_API_URL: self.env["PREFECT_API_URL"]}):
+            with temporary_settings(updates={PREFECT_API_URL: self.env["PREFECT_API_URL"],
+                                             PREFECT_API_AUTH_STRING: self.env.get("PREFECT_API_AUTH_STRING")}):
                 yield
         finally:
             for key, value in saved.items():
