@@ -92,7 +92,7 @@ def test_dual_head_student(data, teacher):
 
 
 def test_mpt_with_old_and_new_teachers(data, teacher):
-    from tasks.distill.losses.flips import OldClassesParams, select_old_classes
+    from tasks.papers.negative_flips import OldClassesParams, select_old_classes
 
     old_data = select_old_classes(OldClassesParams(n_old=6), train=data["train"], val=data["val"])
     old = train(TrainParams(model=ModelSpec(hidden=(16,)), seeds=(0,), **TINY), train=old_data["train"], val=old_data["val"])

@@ -127,7 +127,10 @@ def test_declarations_are_checked():
         Paper("x", "x", "", P, (Stage("make", make, ("make",), outputs={"m": "m.pkl"}),))
 
 
-def test_registry_refuses_duplicate_names():
+def test_registry_refuses_duplicate_names(monkeypatch):
+    import tasks.platform.stage as stage_mod
+
+    monkeypatch.setattr(stage_mod, "_PAPERS", dict(stage_mod._PAPERS))  # keep "toy" out of later discover()
     register_paper(TOY)
     register_paper(TOY)  # the same object again (module re-import) is fine
     clone = Paper("toy", "other", "", P, TOY.stages)

@@ -21,8 +21,10 @@ def tiny():
 
 def test_parse_pattern():
     assert nm.parse_pattern(" 2:4 ") == (2, 4)
-    with pytest.raises(ValueError, match="N=5, M=4"):
+    with pytest.raises(ValueError, match="'5:4': need 0 < n <= m, got n=5, m=4"):
         nm.parse_pattern("5:4")
+    with pytest.raises(ValueError, match="m must be <= 256"):  # the kernel's rule (kernels.nm.validate_nm)
+        nm.parse_pattern("2:512")
     with pytest.raises(ValueError, match="form 'N:M'"):
         nm.parse_pattern("2/4")
 
