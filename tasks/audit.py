@@ -15,7 +15,7 @@ pruned and distilled models of ``nm_sparsity``, given their member/non-member ta
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,7 @@ from tasks.methods import mia
 from tasks.methods import nm_magnitude as nm
 from tasks.methods.dpsgd import DPSGDParams, canary_audit, make_canaries, many_run_scores
 from tasks.methods.nm_magnitude import PruneParams
+from tasks.params import Limit, Seed, SetOf
 from tasks.train import OptimParams, fit, init_model, num_classes, predict_logits, torch_threads
 
 # Attacks that need shadow/reference models; the rest only look at the target.
@@ -51,16 +52,16 @@ class MIAParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attacks: tuple[str, ...] = (
+    attacks: SetOf[str] = (
         "loss", "entropy", "modified_entropy", "grad_norm",
         "reference_loss", "lira_offline", "lira_online", "rmia",
     )
-    n_shadow: int = Field(default=8, ge=0)
+    n_shadow: Annotated[int, Field(ge=0), Limit("models")] = 8
     model: ModelSpec = ModelSpec(hidden=(256,))
     optim: OptimParams = OptimParams(max_epochs=60, batch_size=32, lr=2e-3)
-    seed: int = 0
-    fprs: tuple[float, ...] = (0.001, 0.01)
-    n_boot: int = Field(default=500, ge=10)
+    seed: Seed = 0
+    fprs: SetOf[float] = (0.001, 0.01)
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 500
     fix_variance: bool = False
 
     @field_validator("attacks")
@@ -393,15 +394,15 @@ class GaussianAuditParams(BaseModel):
     mu: float = Field(default=1.0, gt=0.0)
     delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
     significance: float = Field(default=0.05, gt=0.0, lt=1.0)
-    sample_sizes: tuple[int, ...] = (1000, 10000)
-    strategies: tuple[str, ...] = ("bonferroni", "split", "none")
-    conformal_sizes: tuple[int, ...] = (20, 60, 300)
+    sample_sizes: SetOf[int] = (1000, 10000)
+    strategies: SetOf[str] = ("bonferroni", "split", "none")
+    conformal_sizes: SetOf[int] = (20, 60, 300)
     conformal_alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
     level: float = Field(default=0.05, gt=0.0, lt=1.0)
     repeats: int = Field(default=200, ge=10)
     band_n: int = Field(default=1000, ge=20)
     band_repeats: int = Field(default=50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 def gaussian_audit_stage(params: GaussianAuditParams) -> dict[str, object]:
@@ -482,7 +483,7 @@ class DPSGDAuditParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    target_eps: SetOf[float] = (1.0, 4.0, 16.0)
     include_nonprivate: bool = True
     canaries: int = Field(default=400, ge=10)
     dpsgd: DPSGDParams = DPSGDParams()
@@ -543,13 +544,13 @@ class ManyRunAuditParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    target_eps: SetOf[float] = (1.0, 4.0, 16.0)
     include_nonprivate: bool = True
-    n_models: int = Field(default=96, ge=4)
+    n_models: Annotated[int, Field(ge=4), Limit("models")] = 96
     train_rows: int | None = Field(default=None, ge=10)
     strategy: Literal["split", "bonferroni"] = "split"
     significance: float = Field(default=0.05, gt=0.0, lt=1.0)
-    canary_seed: int = 0
+    canary_seed: Seed = 0
     dpsgd: DPSGDParams = DPSGDParams(epochs=10, batch_size=128, model=ModelSpec(hidden=(64,)))
 
     @field_validator("target_eps")
@@ -633,8 +634,8 @@ class CompressionAuditParams(BaseModel):
 
     prune: PruneParams = PruneParams(patterns=("2:4", "1:4"), vectors=(1,))
     finetune: OptimParams = OptimParams(max_epochs=10, lr=5e-4)
-    attacks: tuple[str, ...] = ("loss", "modified_entropy", "grad_norm")
-    n_boot: int = Field(default=300, ge=10)
+    attacks: SetOf[str] = ("loss", "modified_entropy", "grad_norm")
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 300
 
 
 def compression_audit_stage(

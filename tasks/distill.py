@@ -22,6 +22,7 @@ from models import ModelSpec, build_model
 from tasks.data_prep import num_features
 from tasks.errors import ArtifactError, ParamsError, ReprolabError
 from tasks.methods.kd import check_loss_params, get_loss
+from tasks.params import Seed, Seeds
 from tasks.train import OptimParams, accuracy_and_loss, fit, init_model, num_classes, pack_seeds, unpack_seeds
 
 
@@ -51,8 +52,8 @@ class DistillSetup(OptimParams):
     teacher: ModelSpec = ModelSpec()
     aux_teacher: ModelSpec | None = None
     student: ModelSpec = ModelSpec(hidden=(32,))
-    seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
-    teacher_seed: int | None = None
+    seeds: Seeds = (0, 1, 2)
+    teacher_seed: Seed | None = None
     teacher_seed_offset: int = 0
     student_variant: str | None = None
     fit_seed_offset: int = Field(default=0, ge=0)

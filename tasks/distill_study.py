@@ -17,12 +17,13 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.distill import DistillParams, DistillSetup, distill
 from tasks.errors import ParamsError, ReprolabError
 from tasks.methods.rliable import bootstrap_ci, paired_difference
+from tasks.params import validation_lines
 from tasks.stage import Stage
 from tasks.train import TrainParams, train
 
@@ -49,6 +50,8 @@ def arm_params(setup: DistillSetup, arm: Arm, name: str = "?") -> DistillParams:
     fields = {name: getattr(setup, name) for name in type(setup).model_fields}
     try:
         return DistillParams(**{**fields, "student": student}, loss=arm.loss, loss_params=dict(arm.loss_params))
+    except ValidationError as e:  # one readable line per problem, keyed under the arm
+        raise ParamsError("\n  ".join(validation_lines(f"arms.{name}", e))) from None
     except (ValueError, ReprolabError) as e:
         raise ParamsError(f"arms.{name}: {e}") from e
 

@@ -41,7 +41,7 @@ def _write(tmp_path, mutate) -> Path:
 
 
 BAD = [
-    (lambda r: r["nm_sparsity"]["train"].update(epochs=3), "nm_sparsity.train.epochs", "Extra inputs"),
+    (lambda r: r["nm_sparsity"]["train"].update(epochs=3), "nm_sparsity.train.epochs", "did you mean 'max_epochs'?"),
     (lambda r: r["nm_sparsity"]["train"].update(max_epochs="ten"), "nm_sparsity.train.max_epochs", '"ten"'),
     (lambda r: r["nm_sparsity"]["prune"].update(patterns=["2:4", "5:4"]), "nm_sparsity.prune.patterns", "'5:4'"),
     (lambda r: r["nm_sparsity"]["prune"].update(patterns=["1:3"]), "M=3 does not divide", "width"),

@@ -20,7 +20,7 @@ with ``variant = "<n>:<m>_v<v>"``.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import pyarrow as pa
 import torch
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from kernels.nm import NMWeight, magnitude_mask
+from tasks.params import Limit, SetOf
 from tasks.train import OptimParams, TrainParams, fit, init_model, num_classes, pack_seeds, torch_threads, unpack_seeds
 
 # NOTE: fine-tuning (and nm_sparsity's KD recovery, tasks/methods/nm_recovery.py) use seed
@@ -69,8 +70,8 @@ class PruneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    patterns: tuple[str, ...] = Field(default=("2:4", "1:4", "2:8", "1:8"), min_length=1)
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
+    patterns: SetOf[str] = Field(default=("2:4", "1:4", "2:8", "1:8"), min_length=1)
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
     layers: Literal["hidden", "all"] = "hidden"
 
     @field_validator("patterns")
@@ -307,7 +308,7 @@ class ReportParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reps: int = Field(default=2000, ge=100)
+    reps: Annotated[int, Field(ge=100), Limit("bootstrap")] = 2000
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     tolerance_pts: float = Field(default=1.0, ge=0.0)
     matmul_atol: float = Field(default=1e-4, gt=0.0)

@@ -26,7 +26,7 @@ claim); the report labels them as such.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tasks.methods import nm_magnitude as nm
 from tasks.methods.rliable import paired_difference
+from tasks.params import Limit, Seeds, SetOf
 from tasks.train import OptimParams, TrainParams, init_model, num_classes, torch_threads, unpack_seeds
 
 # --------------------------------------------------------------------------------------------
@@ -71,8 +72,8 @@ class NMDistillParams(BaseModel):
 
     loss: str = "kd"
     loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
-    patterns: tuple[str, ...] | None = None
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
+    patterns: SetOf[str] | None = None
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
     optim: OptimParams | None = None
 
     @field_validator("patterns")
@@ -113,10 +114,10 @@ class NMAuditParams(BaseModel):
     attacks: tuple[str, ...] = ("loss", "entropy", "modified_entropy", "grad_norm")
     headline: str = "loss"
     fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
-    n_boot: int = Field(default=200, ge=10)
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 200
     n_bins: int = Field(default=15, ge=2)
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
-    seeds: tuple[int, ...] | None = None
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
+    seeds: Seeds | None = None
 
     @field_validator("attacks")
     @classmethod
