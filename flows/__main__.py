@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides = json.loads(args.overrides) if args.overrides else None
         names = list(discover()) if args.paper == "all" else [args.paper]
         papers = [get_paper(n) for n in names]
+        from tasks.params import load_all
+
+        # Validate every section (with the overrides) before Prefect or any server starts.
+        for paper in papers:
+            load_all({n: p.params_model for n, p in discover().items()}, args.profile,
+                     overrides={paper.name: overrides} if overrides else None)
         for paper in papers:
             t0 = time.perf_counter()
             summary = paper.flow(profile=args.profile, overrides=overrides)

@@ -33,6 +33,7 @@ The shared field types (:data:`Seed`, :data:`Seeds`, :data:`Width`, :data:`Epoch
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import difflib
 import hashlib
@@ -71,18 +72,46 @@ LIMITS: dict[str, int] = {
 }
 
 
+_ENFORCED_LIMITS: contextvars.ContextVar[Mapping[str, int] | None] = contextvars.ContextVar(
+    "reprolab_limits", default=None
+)
+
+
 @dataclass(frozen=True)
 class Limit:
     """Annotation marker: the field's value (an int) or its length (a list) is at most
     ``LIMITS[name]`` unless params.yaml's ``limits:`` raises it. Shown in the JSON schema
-    as ``x-limit``."""
+    as ``x-limit``.
+
+    NOTE: enforced only while :func:`load_all` validates the file (the gate before any
+    work), so a stage that re-validates params already loaded under a raised limit (a
+    Prefect task) does not need to know the limits.
+    """
 
     name: str
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
 
     def __get_pydantic_json_schema__(self, core_schema, handler):
         js = handler(core_schema)
         js["x-limit"] = {"name": self.name, "max": LIMITS[self.name]}
         return js
+
+    def _check(self, v: Any) -> Any:
+        limits = _ENFORCED_LIMITS.get()
+        if limits is None:
+            return v
+        size = len(v) if isinstance(v, (tuple, list)) else v
+        if isinstance(size, int) and size > limits[self.name]:
+            what = f"{size} values, " if isinstance(v, (tuple, list)) else ""
+            raise ValueError(
+                f"{what}above the sanity limit limits.{self.name} = {limits[self.name]}; if you mean "
+                f"it, raise the limit in params.yaml (limits: {{{self.name}: {size}}})"
+            )
+        return v
 
 
 def _no_duplicates(v: tuple) -> tuple:
@@ -317,51 +346,6 @@ def check_finite(obj: Any, prefix: str) -> None:
         raise ParamsError("invalid params:\n  " + "\n  ".join(bad))
 
 
-def _limits_of(annotation: Any, metadata: list) -> tuple[list[Limit], list[Limit]]:
-    """(limits on the value itself, limits on each item) declared by a field's annotation."""
-    own = [m for m in metadata if isinstance(m, Limit)]
-    items: list[Limit] = []
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        base, *meta = typing.get_args(annotation)
-        o, i = _limits_of(base, list(meta))
-        own += o
-        items += i
-    elif origin in (typing.Union, types.UnionType):
-        for a in typing.get_args(annotation):
-            o, i = _limits_of(a, [])
-            own += o
-            items += i
-    elif origin in (tuple, list):
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        if len(args) == 1:
-            items += _limits_of(args[0], [])[0]
-    return own, items
-
-
-def _over_limit(obj: Any, path: str, limits: Mapping[str, int]) -> Iterator[str]:
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            yield from _over_limit(v, f"{path}.{k}", limits)
-        return
-    if not isinstance(obj, BaseModel):
-        return
-    for name, info in type(obj).model_fields.items():
-        value = getattr(obj, name)
-        own, items = _limits_of(info.annotation, list(info.metadata))
-        checks = [(lim, value, f"{path}.{name}") for lim in own]
-        if isinstance(value, (tuple, list)):
-            checks += [(lim, v, f"{path}.{name}.{i}") for lim in items for i, v in enumerate(value)]
-        for lim, v, where in checks:
-            size = len(v) if isinstance(v, (tuple, list)) else v
-            if isinstance(size, int) and size > limits[lim.name]:
-                what = f"{len(v)} values" if isinstance(v, (tuple, list)) else _show(v)
-                yield (f"{where} = {what if isinstance(v, (tuple, list)) else _show(v)}: above the sanity limit "
-                       f"limits.{lim.name} = {limits[lim.name]}; if you mean it, raise the limit in params.yaml "
-                       f"(limits: {{{lim.name}: {size}}})")
-        yield from _over_limit(value, f"{path}.{name}", limits)
-
-
 def read_limits(raw: Mapping[str, Any]) -> dict[str, int]:
     """:data:`LIMITS` with params.yaml's ``limits:`` section applied (validated)."""
     given = raw.get("limits") or {}
@@ -375,13 +359,6 @@ def read_limits(raw: Mapping[str, Any]) -> dict[str, int]:
             raise ParamsError(f"limits.{k} = {_show(v)}: must be a positive integer")
         out[k] = v
     return out
-
-
-def check_limits(params: BaseModel, prefix: str, limits: Mapping[str, int] = LIMITS) -> None:
-    """Raise naming every value above its sanity limit (see :data:`LIMITS`)."""
-    bad = list(_over_limit(params, prefix, limits))
-    if bad:
-        raise ParamsError("invalid params:\n  " + "\n  ".join(bad))
 
 
 def _section_fields(model: type[BaseModel]) -> list[str]:
@@ -409,14 +386,16 @@ def check_sections_present(paper: str, model: type[BaseModel], data: Mapping[str
 def validate_section(
     paper: str, model: type[BaseModel], data: Mapping[str, Any], limits: Mapping[str, int] = LIMITS
 ) -> BaseModel:
-    """Validate one merged paper section: finite floats, the model, then the sanity limits."""
+    """Validate one merged paper section: finite floats, then the model under the sanity limits."""
     check_finite(data, paper)
+    token = _ENFORCED_LIMITS.set(limits)
     try:
         params = model.model_validate(data)
     except ValidationError as e:
         raise ParamsError(format_validation_error(paper, e, model)) from None
+    finally:
+        _ENFORCED_LIMITS.reset(token)
     check_finite(params, paper)
-    check_limits(params, paper, limits)
     return params
 
 
