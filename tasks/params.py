@@ -33,6 +33,7 @@ The shared field types (:data:`Seed`, :data:`Seeds`, :data:`Width`, :data:`Epoch
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import copy
 import difflib
@@ -115,7 +116,7 @@ class Limit:
 
 
 def _no_duplicates(v: tuple) -> tuple:
-    dups = sorted({repr(x) for x in v if v.count(x) > 1})
+    dups = sorted(repr(x) for x, n in collections.Counter(v).items() if n > 1)
     if dups:
         raise ValueError(f"duplicate value(s) {', '.join(dups)}: each may appear once (the list is a set)")
     return v
@@ -158,7 +159,7 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """``yaml.SafeLoader`` that rejects a key repeated in one mapping (YAML says keys are
     unique; PyYAML would keep the last one silently)."""
 
@@ -169,7 +170,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if isinstance(key, typing.Hashable) and key in seen:
                 raise ParamsError(
-                    f"{key_node.start_mark.name}:{line}: duplicate key {key!r} "
+                    f"{getattr(self, 'source_name', '<params>')}:{line}: duplicate key {key!r} "
                     f"(first at line {seen[key]}); each key may appear once in a mapping"
                 )
             if isinstance(key, typing.Hashable):
@@ -184,13 +185,13 @@ def load_yaml_text(text: str, name: str = "<string>") -> Any:
     """``yaml.safe_load`` that raises :class:`ParamsError` on duplicate keys and bad YAML."""
     try:
         loader = _UniqueKeyLoader(text)
-        loader.name = name
+        loader.source_name = name
         try:
             return loader.get_single_data()
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
-        raise ParamsError(f"{name}: not valid YAML: {e}") from None
+        raise ParamsError(f"{name}: not valid YAML: {str(e).replace('<unicode string>', name)}") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -279,7 +280,11 @@ def validation_lines(prefix: str, err: ValidationError, model: type[BaseModel] |
     onto ``prefix`` so every line reads ``paper.section.key = value: reason``.
     """
     lines = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for e in errors:
+        if e["type"] == "too_short" and any(o["loc"][: len(e["loc"])] == e["loc"] and len(o["loc"]) > len(e["loc"])
+                                            for o in errors):
+            continue  # pydantic's echo of an item error ("at least 1 item after validation")
         loc = ".".join(str(p) for p in (prefix, *e["loc"]))
         if e["type"] == "extra_forbidden":
             parent = _model_at(model, tuple(e["loc"][:-1])) if model is not None else None
