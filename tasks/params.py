@@ -143,11 +143,6 @@ Epochs = Annotated[int, Field(ge=1), Limit("epochs")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def bounded(name: str, ge: int = 0) -> Any:
-    """An int ``>= ge`` under the sanity limit ``name`` (``Annotated[int, ...]``)."""
-    return Annotated[int, Field(ge=ge), Limit(name)]
-
-
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``base`` with ``over`` merged in (dicts recursively; other values replaced)."""
     out = copy.deepcopy(dict(base))
