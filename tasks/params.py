@@ -18,7 +18,7 @@ Every paper section is validated with its pydantic model (``extra="forbid"``) be
 any work starts; a failure raises :class:`~tasks.errors.ParamsError` naming the key
 path and the offending value, one line per problem::
 
-    nm_sparsity.train.seeds = [-1, 2]: seeds must be in [0, 2**32)
+    nm_sparsity.train.seeds.0 = -1: seeds must be in [0, 2**32)
 
 Beyond the models' own field checks, :func:`load_all` rejects what a model cannot see:
 duplicate YAML keys (naming the key and line), non-finite floats anywhere, a paper's stage
