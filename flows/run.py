@@ -8,7 +8,8 @@
   is only offered while the stage's store directory is intact, so a deleted or damaged
   output is recomputed rather than served from a stale cache record.
 * Results persist as JSON (no pickle) under ``$REPROLAB_HOME/prefect-results``.
-* Transient failures retry; bad input (:class:`tasks.platform.errors.ReprolabError`) fails at once.
+* Only transient failures retry (:func:`tasks.platform.errors.is_transient`: timeouts, lost
+  connections, busy resources); bad input and deterministic errors (``ValueError``, ...) fail at once.
 * MLflow: one parent run per flow run (headline metrics, verdict counts, Prefect flow-run id,
   overrides), one nested run per stage (cached stages too, linked to the run that computed them).
 """
@@ -37,7 +38,7 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 from prefect import flow, get_run_logger, task  # noqa: E402
 
 from tasks.platform import artifacts, progress, tracking  # noqa: E402
-from tasks.platform.errors import ReprolabError  # noqa: E402
+from tasks.platform.errors import is_transient  # noqa: E402
 from tasks.platform.params import load_all  # noqa: E402
 from tasks.platform.report import publish  # noqa: E402
 from tasks.platform.stage import (  # noqa: E402
@@ -76,14 +77,14 @@ def cache_key(context, parameters: dict[str, Any]) -> str | None:
 
 
 def _retry_transient(task, task_run, state) -> bool:
-    """Retry unless the failure is bad input (which would fail again identically)."""
+    """Prefect retry condition: retry only a transient failure (:func:`tasks.platform.errors.is_transient`:
+    a timeout, a lost connection, a busy resource, a :class:`~tasks.platform.errors.TransientError`).
+    Bad input and deterministic errors (``ValueError``, ``RuntimeError``, ...) fail at once."""
     try:
         state.result()
-    except ReprolabError:
-        return False
-    except Exception:  # noqa: BLE001 - any other failure may be transient (I/O, resources)
-        return True
-    return True
+    except BaseException as e:  # noqa: BLE001 - classified, never swallowed (Prefect re-raises)
+        return is_transient(e)
+    return False
 
 
 @task(

@@ -13,6 +13,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from tasks.platform.params import Width
+
 ALPHABET = "\n" + "".join(c for c in string.printable if c not in "\t\r\x0b\x0c\n")
 STOI = {c: i for i, c in enumerate(ALPHABET)}
 VOCAB = len(ALPHABET)
@@ -41,8 +43,8 @@ class CharLMSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    d_embed: int = Field(default=32, ge=1)
-    hidden: int = Field(default=128, ge=1)
+    d_embed: Width = 32
+    hidden: Width = 128
     layers: int = Field(default=1, ge=1)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
+
+from tasks.platform.params import Width
 
 _MODELS: dict[str, Callable[["ModelSpec", int, int], nn.Module]] = {}
 
@@ -39,8 +41,15 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     arch: str = "mlp"
-    hidden: tuple[int, ...] = Field(default=(256, 128), min_length=1)
+    hidden: tuple[Width, ...] = Field(default=(256, 128), min_length=1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("arch")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in _MODELS:
+            raise ValueError(f"unknown model arch; registered: {', '.join(sorted(_MODELS))}")
+        return v
 
     def linear_in_features(self, in_features: int) -> list[int]:
         """Input width of every ``nn.Linear`` in order (what N:M groups run along)."""

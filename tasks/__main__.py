@@ -2,7 +2,7 @@
 
     python -m tasks run --paper nm_sparsity --stage train_digits [--profile full] [--force]
     python -m tasks papers                       # list registered papers and their stages
-    python -m tasks validate [--profile smoke]   # validate every params section, exit 1 if bad
+    python -m tasks validate [--profile smoke]   # validate every params section (every profile), exit 2 if bad
     python -m tasks dvc-yaml [--check]           # (re)generate dvc.yaml from the declarations
     python -m tasks params --profile smoke       # print params.yaml with a profile applied
     python -m tasks compare RUN_A RUN_B          # metrics that moved beyond their CI, item flips
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import yaml
 
@@ -65,8 +64,12 @@ def cmd_papers(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    params = _load(args.profile, args.params)
-    print(f"ok: {len(params)} paper section(s) valid under profile {args.profile!r}: {', '.join(params)}")
+    from tasks.platform.params import PROFILES
+
+    profiles = [args.profile] if args.profile else list(PROFILES)  # default: every profile
+    for profile in profiles:
+        params = _load(profile, args.params)
+    print(f"ok: {len(params)} paper section(s) valid under profile(s) {', '.join(profiles)}: {', '.join(params)}")
     return 0
 
 
@@ -114,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("papers", help="list registered papers")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(fn=cmd_papers)
-    v = sub.add_parser("validate", help="validate params.yaml")
-    v.add_argument("--profile", default="full", choices=("smoke", "full"))
+    v = sub.add_parser("validate", help="validate params.yaml (every profile unless --profile)")
+    v.add_argument("--profile", default=None, choices=("smoke", "full"))
     v.add_argument("--params", default="params.yaml")
     v.set_defaults(fn=cmd_validate)
     pp = sub.add_parser("params", help="print params with a profile applied (validated)")

@@ -17,7 +17,8 @@ Every split is a table with the schema of :func:`split_schema`:
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.platform.artifacts import check_schema
 from tasks.platform.errors import ArtifactError
+from tasks.platform.params import Limit, Seed
 
 DATASETS = ("digits", "mnist1d", "breast_cancer")
 FEATURES = {"digits": 64, "mnist1d": 40, "breast_cancer": 30}  # input width of each dataset
+CLASSES = {"digits": 10, "mnist1d": 10, "breast_cancer": 2}
+SIZES = {"digits": 1797, "breast_cancer": 569}  # rows before max_samples (mnist1d: num_samples)
 SPLITS = ("train", "val", "test")
 
 
@@ -50,8 +54,8 @@ class DataParams(BaseModel):
     dataset: Literal["digits", "mnist1d", "breast_cancer"] = "digits"
     val_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
-    seed: int = 0
-    num_samples: int = Field(default=5000, ge=100)
+    seed: Seed = 0
+    num_samples: Annotated[int, Field(ge=100), Limit("samples")] = 5000
     noise_scale: float = Field(default=1.0, ge=0.0)
     max_samples: int | None = Field(default=None, ge=30)
 
@@ -64,6 +68,18 @@ class DataParams(BaseModel):
             raise ValueError(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} leaves "
                 "under 10% for training"
+            )
+        # The stratified splits need every class in each of val and test: ask for >= 2 rows
+        # per class on average in the smaller one (sklearn fails below about one per class).
+        n = SIZES.get(self.dataset, self.num_samples)
+        n = min(n, self.max_samples) if self.max_samples is not None else n
+        smallest = min(self.val_fraction, self.test_fraction)
+        need = math.ceil(2 * CLASSES[self.dataset] / smallest)
+        if n < need:
+            key = "max_samples" if self.max_samples is not None and self.max_samples <= n else "num_samples"
+            raise ValueError(
+                f"{key} = {n}: too few rows to split {self.dataset} ({CLASSES[self.dataset]} classes) "
+                f"with a {smallest:g} val/test fraction; need >= {need} (2 per class in the smaller split)"
             )
         return self
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import ModelSpec, build_model
 from tasks.data_prep import num_features, table_to_tensors
 from tasks.platform.errors import ArtifactError
+from tasks.platform.params import Epochs, Seeds
 from tasks.platform.progress import progress
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class OptimParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_epochs: int = Field(default=30, ge=1)
+    max_epochs: Epochs = 30
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=1e-3, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
@@ -65,7 +66,7 @@ class TrainParams(OptimParams):
     """
 
     model: ModelSpec = ModelSpec()
-    seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
+    seeds: Seeds = (0, 1, 2)
 
 
 VAL_BATCH_SIZE = 1024  # rows per validation batch (fixed; it does not change the metrics)

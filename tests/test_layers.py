@@ -2,7 +2,7 @@
 
 Rings, from the ground up (``docs/contract.md``, "Layout")::
 
-    kernels < models < tasks.platform < tasks.data_prep, tasks.evaluation < tasks.train
+    tasks.platform < kernels < models < tasks.data_prep, tasks.evaluation < tasks.train
       < tasks.sparsity | tasks.distill | tasks.audit < tasks.papers.<paper>
       < flows.papers.<paper> < flows.local, flows.interrupt < flows.run
       < tasks.__main__, flows.__main__, flows.entrypoints, flows.server, infra, benchmarks
@@ -35,9 +35,9 @@ DOMAINS = tuple(
     if (d / "__init__.py").is_file() and d.name not in SHARED_PACKAGES
 )
 RINGS: list[tuple[str, ...]] = [
+    PLATFORM,
     ("kernels",),
     ("models",),
-    PLATFORM,
     ("tasks.data_prep", "tasks.evaluation"),
     ("tasks.train",),
     DOMAINS,

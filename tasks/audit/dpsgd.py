@@ -43,6 +43,7 @@ from models import ModelSpec, build_model
 from tasks.audit import dp as dp_audit
 from tasks.audit.mia import auc, true_label_logprob
 from tasks.data_prep import make_table, num_features, table_to_tensors
+from tasks.platform.params import Epochs, Seed
 from tasks.train import accuracy_and_loss
 
 
@@ -66,13 +67,13 @@ class DPSGDParams(BaseModel):
 
     target_eps: float | None = Field(default=4.0, gt=0.0)
     delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
-    epochs: int = Field(default=20, ge=1)
+    epochs: Epochs = 20
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=0.5, gt=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     accountant: str = Field(default="rdp", pattern="^(rdp|prv)$")
     model: ModelSpec = ModelSpec(hidden=(64,))
-    seed: int = 0
+    seed: Seed = 0
 
 
 def dpsgd_train(

@@ -38,6 +38,7 @@ import inspect
 import time
 import unicodedata
 import warnings
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +49,7 @@ from torch.nn import functional as F
 
 from models.charlm import ALPHABET, CharLM, CharLMSpec, decode, encode
 from tasks.audit import mia
+from tasks.platform.params import Limit, Seed
 from tasks.train import torch_threads
 
 STDLIB_MODULES = (
@@ -228,8 +230,8 @@ class TextDetectParams(BaseModel):
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=3e-3, gt=0.0)
     k: float = Field(default=0.2, gt=0.0, le=1.0)
-    n_boot: int = Field(default=300, ge=10)
-    seed: int = 0
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 300
+    seed: Seed = 0
 
 
 def transfer_table(

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.distill.distill import DistillParams, DistillSetup, distill
 from tasks.platform.errors import ParamsError, ReprolabError
 from tasks.platform.stage import Stage
+from tasks.platform.params import validation_lines
 from tasks.train import TrainParams, train
 
 
@@ -46,6 +47,8 @@ def arm_params(setup: DistillSetup, arm: Arm, name: str = "?") -> DistillParams:
     fields = {name: getattr(setup, name) for name in type(setup).model_fields}
     try:
         return DistillParams(**{**fields, "student": student}, loss=arm.loss, loss_params=dict(arm.loss_params))
+    except ValidationError as e:  # one readable line per problem, keyed under the arm
+        raise ParamsError("\n  ".join(validation_lines(f"arms.{name}", e))) from None
     except (ValueError, ReprolabError) as e:
         raise ParamsError(f"arms.{name}: {e}") from e
 

@@ -36,6 +36,7 @@ from tasks.train import (
     select_group,
     unpack_seeds,
 )
+from tasks.platform.params import Seed, Seeds
 
 
 class DistillSetup(OptimParams):
@@ -64,8 +65,8 @@ class DistillSetup(OptimParams):
     teacher: ModelSpec = ModelSpec()
     aux_teacher: ModelSpec | None = None
     student: ModelSpec = ModelSpec(hidden=(32,))
-    seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
-    teacher_seed: int | None = None
+    seeds: Seeds = (0, 1, 2)
+    teacher_seed: Seed | None = None
     teacher_seed_offset: int = 0
     student_variant: str | None = None
     fit_seed_offset: int = Field(default=0, ge=0)

@@ -7,7 +7,7 @@ threshold strategies) lives in :mod:`tasks.audit.dp` and :mod:`tasks.audit.dpsgd
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ from models import ModelSpec
 from tasks.audit import dp
 from tasks.audit.dpsgd import DPSGDParams, canary_audit, make_canaries, many_run_scores
 from tasks.evaluation.seeds import claims_metrics
+from tasks.platform.params import Limit, Seed, SetOf
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.train import num_classes, torch_threads
 
@@ -43,15 +44,15 @@ class GaussianAuditParams(BaseModel):
     mu: float = Field(default=1.0, gt=0.0)
     delta: float = Field(default=1e-5, gt=0.0, lt=1.0)
     significance: float = Field(default=0.05, gt=0.0, lt=1.0)
-    sample_sizes: tuple[int, ...] = (1000, 10000)
-    strategies: tuple[str, ...] = ("bonferroni", "split", "none")
-    conformal_sizes: tuple[int, ...] = (20, 60, 300)
+    sample_sizes: SetOf[int] = (1000, 10000)
+    strategies: SetOf[str] = ("bonferroni", "split", "none")
+    conformal_sizes: SetOf[int] = (20, 60, 300)
     conformal_alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
     level: float = Field(default=0.05, gt=0.0, lt=1.0)
     repeats: int = Field(default=200, ge=10)
     band_n: int = Field(default=1000, ge=20)
     band_repeats: int = Field(default=50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 def gaussian_audit_stage(params: GaussianAuditParams) -> dict[str, object]:
@@ -131,7 +132,7 @@ class DPSGDAuditParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    target_eps: SetOf[float] = (1.0, 4.0, 16.0)
     include_nonprivate: bool = True
     canaries: int = Field(default=400, ge=10)
     dpsgd: DPSGDParams = DPSGDParams()
@@ -192,13 +193,13 @@ class ManyRunAuditParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_eps: tuple[float, ...] = (1.0, 4.0, 16.0)
+    target_eps: SetOf[float] = (1.0, 4.0, 16.0)
     include_nonprivate: bool = True
-    n_models: int = Field(default=96, ge=4)
+    n_models: Annotated[int, Field(ge=4), Limit("models")] = 96
     train_rows: int | None = Field(default=None, ge=10)
     strategy: Literal["split", "bonferroni"] = "split"
     significance: float = Field(default=0.05, gt=0.0, lt=1.0)
-    canary_seed: int = 0
+    canary_seed: Seed = 0
     dpsgd: DPSGDParams = DPSGDParams(epochs=10, batch_size=128, model=ModelSpec(hidden=(64,)))
 
     @field_validator("target_eps")

@@ -9,6 +9,7 @@ next to each claim (in ``why``) and use the CIs.
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,7 @@ from tasks.audit.shadows import (
 )
 from tasks.data_prep import num_features
 from tasks.evaluation.seeds import ci_text, claims_metrics
+from tasks.platform.params import Limit, Seed, SetOf
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.sparsity import nm
 from tasks.sparsity.nm import PruneParams
@@ -62,16 +64,16 @@ class MIAParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attacks: tuple[str, ...] = (
+    attacks: SetOf[str] = (
         "loss", "entropy", "modified_entropy", "grad_norm",
         "reference_loss", "lira_offline", "lira_online", "rmia",
     )
-    n_shadow: int = Field(default=8, ge=0)
+    n_shadow: Annotated[int, Field(ge=0), Limit("models")] = 8
     model: ModelSpec = ModelSpec(hidden=(256,))
     optim: OptimParams = OptimParams(max_epochs=60, batch_size=32, lr=2e-3)
-    seed: int = 0
-    fprs: tuple[float, ...] = (0.001, 0.01)
-    n_boot: int = Field(default=500, ge=10)
+    seed: Seed = 0
+    fprs: SetOf[float] = (0.001, 0.01)
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 500
     fix_variance: bool = False
 
     @field_validator("attacks")
@@ -195,8 +197,8 @@ class CompressionAuditParams(BaseModel):
 
     prune: PruneParams = PruneParams(patterns=("2:4", "1:4"), vectors=(1,))
     finetune: OptimParams = OptimParams(max_epochs=10, lr=5e-4)
-    attacks: tuple[str, ...] = ("loss", "modified_entropy", "grad_norm")
-    n_boot: int = Field(default=300, ge=10)
+    attacks: SetOf[str] = ("loss", "modified_entropy", "grad_norm")
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 300
 
 
 def compression_audit_stage(

@@ -26,7 +26,7 @@ or calibration claim); the report labels them as such.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,7 @@ from tasks.evaluation.seeds import (
     score_matrices,
     verdict,
 )
+from tasks.platform.params import Limit, Seeds, SetOf
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.sparsity import nm
 from tasks.sparsity.nm import PruneParams, parse_pattern, pick_variants, variant_name
@@ -85,8 +86,8 @@ class NMDistillParams(BaseModel):
 
     loss: str = "kd"
     loss_params: dict[str, float | int | bool] = Field(default_factory=dict)
-    patterns: tuple[str, ...] | None = None
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
+    patterns: SetOf[str] | None = None
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
     optim: OptimParams | None = None
 
     @field_validator("patterns")
@@ -126,10 +127,10 @@ class NMAuditParams(BaseModel):
     attacks: tuple[str, ...] = ("loss", "entropy", "modified_entropy", "grad_norm")
     headline: str = "loss"
     fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
-    n_boot: int = Field(default=200, ge=10)
+    n_boot: Annotated[int, Field(ge=10), Limit("bootstrap")] = 200
     n_bins: int = Field(default=15, ge=2)
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
-    seeds: tuple[int, ...] | None = None
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
+    seeds: Seeds | None = None
 
     @field_validator("attacks")
     @classmethod
@@ -485,7 +486,7 @@ class ReportParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reps: int = Field(default=2000, ge=100)
+    reps: Annotated[int, Field(ge=100), Limit("bootstrap")] = 2000
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     tolerance_pts: float = Field(default=1.0, ge=0.0)
     matmul_atol: float = Field(default=1e-4, gt=0.0)

@@ -220,6 +220,31 @@ def check_schema(table: pa.Table, schema: pa.Schema, where: str | Path) -> None:
         raise ArtifactError(f"schema mismatch in {where}: " + "; ".join(problems))
 
 
+def non_finite_cells(table: pa.Table) -> list[tuple[str, int, int, Any]]:
+    """``(column, first row, count, first value)`` of every float column (or list-of-float
+    column) of ``table`` holding NaN or +-inf. Nulls are not counted."""
+    import pyarrow.compute as pc
+
+    out = []
+    for name in table.schema.names:
+        col = table.column(name).combine_chunks()
+        typ, rows = col.type, None
+        if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+            if not pa.types.is_floating(typ.value_type):
+                continue
+            rows = pc.list_parent_indices(col)
+            col = pc.list_flatten(col)
+        elif not pa.types.is_floating(typ):
+            continue
+        bad = pc.invert(pc.fill_null(pc.is_finite(col), True))
+        count = pc.sum(bad).as_py() or 0
+        if count:
+            first = pc.index(bad, True).as_py()
+            value = col[first].as_py()
+            out.append((name, rows[first].as_py() if rows is not None else first, count, value))
+    return out
+
+
 def flat_metrics(obj: Any, prefix: str = "") -> dict[str, float]:
     """Flatten nested dict/list metrics to ``{"a.b.0": number}`` keeping finite numbers only."""
     out: dict[str, float] = {}

@@ -11,7 +11,9 @@ the DVC CLI (``python -m tasks run``) and integration tests all call it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -301,6 +303,41 @@ def _verify_manifest(d: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def _non_finite_report(input_paths: Mapping[str, str | Path], inputs: Mapping[str, Any]) -> list[str]:
+    """``<file>: column 'acc' has 1 non-finite value(s) (first: row 0 = nan)`` per bad column."""
+    lines = []
+    for arg, obj in inputs.items():
+        if isinstance(obj, pa.Table):
+            for col, row, count, value in artifacts.non_finite_cells(obj):
+                lines.append(f"{input_paths[arg]}: column {col!r} has {count} non-finite value(s) "
+                             f"(first: row {row} = {value})")
+    return lines
+
+
+def compute_checked(
+    paper: Paper, stage: Stage, params: BaseModel, input_paths: Mapping[str, str | Path]
+) -> dict[str, Any]:
+    """Load the inputs and :func:`compute`; when the core fails on an input table holding NaN
+    or inf, raise :class:`ArtifactError` naming each such file and column.
+
+    NOTE: non-finite cells are not rejected on read: some tables hold NaN on purpose (a CI
+    over one seed). They are named only when the core fails on them.
+    """
+    inputs = _load_inputs(paper, stage, input_paths)
+    try:
+        return compute(paper, stage, params, inputs)
+    except ReprolabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - re-raised (chained) either way
+        bad = _non_finite_report(input_paths, inputs)
+        if bad:
+            raise ArtifactError(
+                f"stage {stage.name!r} failed on non-finite input values ({type(e).__name__}: {e}):\n  "
+                + "\n  ".join(bad)
+            ) from e
+        raise
+
+
 def compute(paper: Paper, stage: Stage, params: BaseModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Call the core and check it returned exactly the declared outputs (valid tables)."""
     result = stage.func(stage.params_for(params), **inputs)
@@ -368,7 +405,7 @@ def run_stage(
     phash = stage.params_digest(params)
 
     if out_dir is not None:
-        produced = compute(paper, stage, params, _load_inputs(paper, stage, input_paths))
+        produced = compute_checked(paper, stage, params, input_paths)
         outs = write_outputs(stage, produced, Path(out_dir), overwrite=overwrite)
         return StageResult(
             paper.name, stage.name, key, outs, inputs_meta, phash, _metrics_of(stage, produced),
@@ -376,31 +413,61 @@ def run_stage(
         )
 
     final = store_dir(paper, stage, key)
-    manifest = _verify_manifest(final)
-    if manifest is not None:
-        res = StageResult.from_json(manifest)
-        res.reused, res.seconds = True, time.perf_counter() - t0
+    res = _reuse(final, t0)
+    if res is not None:
         return res
-
-    _remove_stale_staging(final)
-    produced = compute(paper, stage, params, _load_inputs(paper, stage, input_paths))
-    staging = final.parent / f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.partial"
-    try:
-        outs = write_outputs(stage, produced, staging)
-        # Paths in the manifest point at the final location.
-        outs = {n: {"path": str(final / Path(o["path"]).name), "sha256": o["sha256"]} for n, o in outs.items()}
-        res = StageResult(
-            paper.name, stage.name, key, outs, inputs_meta, phash, _metrics_of(stage, produced),
-            time.perf_counter() - t0,
-        )
-        artifacts.write(staging / MANIFEST, res.to_json())
-        if final.exists():  # a damaged earlier result: keep it aside rather than delete it
-            final.rename(final.parent / f".{final.name}.damaged.{time.time_ns()}")
-        os.replace(staging, final)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    # One process computes a key at a time: a second run of the same stage waits here, then
+    # reuses what the first wrote (so an intact result is never moved aside as "damaged").
+    with _key_lock(final):
+        res = _reuse(final, t0)
+        if res is not None:
+            return res
+        _remove_stale_staging(final)
+        produced = compute_checked(paper, stage, params, input_paths)
+        staging = final.parent / f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.partial"
+        try:
+            outs = write_outputs(stage, produced, staging)
+            # Paths in the manifest point at the final location.
+            outs = {n: {"path": str(final / Path(o["path"]).name), "sha256": o["sha256"]} for n, o in outs.items()}
+            res = StageResult(
+                paper.name, stage.name, key, outs, inputs_meta, phash, _metrics_of(stage, produced),
+                time.perf_counter() - t0,
+            )
+            artifacts.write(staging / MANIFEST, res.to_json())
+            if final.exists():
+                if _verify_manifest(final) is not None:  # intact (a writer without the lock): keep it
+                    return _reuse(final, t0) or res
+                # damaged (truncated, edited, half-deleted): keep it aside rather than delete it
+                final.rename(final.parent / f".{final.name}.damaged.{time.time_ns()}")
+            os.replace(staging, final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
     return res
+
+
+def _reuse(final: Path, t0: float) -> StageResult | None:
+    """The result stored in ``final`` if it is complete and intact, else ``None``."""
+    manifest = _verify_manifest(final)
+    if manifest is None:
+        return None
+    res = StageResult.from_json(manifest)
+    res.reused, res.seconds = True, time.perf_counter() - t0
+    return res
+
+
+@contextlib.contextmanager
+def _key_lock(final: Path):
+    """An exclusive ``fcntl`` lock on ``.<key>.lock`` next to ``final`` (released on exit or
+    when the process dies). The lock file stays: removing it would race with a waiter."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(final.parent / f".{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -29,6 +29,7 @@ from torch import nn
 
 from kernels.nm import NMWeight, magnitude_mask, nm_matmul, validate_nm
 from tasks.data_prep import num_features, table_to_tensors
+from tasks.platform.params import SetOf
 from tasks.train import (
     OptimParams,
     TrainParams,
@@ -89,8 +90,8 @@ class PruneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    patterns: tuple[str, ...] = Field(default=("2:4", "1:4", "2:8", "1:8"), min_length=1)
-    vectors: tuple[int, ...] = Field(default=(1,), min_length=1)
+    patterns: SetOf[str] = Field(default=("2:4", "1:4", "2:8", "1:8"), min_length=1)
+    vectors: SetOf[int] = Field(default=(1,), min_length=1)
     layers: Literal["hidden", "all"] = "hidden"
 
     @field_validator("patterns")

@@ -21,13 +21,14 @@ import time
 
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kernels.nm import select_impl
+from kernels.nm import impls, select_impl
 from models.nm_linear import NMLinear, sparsify_model
 from tasks.data_prep import num_features, table_to_tensors
 from tasks.sparsity.nm import PruneParams, parse_variant, pruned_layers, unpack_groups
 from tasks.train import TrainParams, load_model, num_classes
+from tasks.platform.params import SetOf
 
 
 class ServeParams(BaseModel):
@@ -41,9 +42,16 @@ class ServeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_sizes: tuple[int, ...] = Field(default=(1, 64, 0), min_length=1)
+    batch_sizes: SetOf[int] = Field(default=(1, 64, 0), min_length=1)
     repeats: int = Field(default=20, ge=1)
     impl: str = "auto"
+
+    @field_validator("impl")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v != "auto" and v not in impls():
+            raise ValueError(f"unknown nm_matmul impl; choose auto or one of: {', '.join(sorted(impls()))}")
+        return v
 
 
 SERVE_SCHEMA = pa.schema(

@@ -14,7 +14,7 @@ from tasks.data_prep import DataParams, prepare
 from tasks.papers import nm_sparsity as nmr
 from tasks.platform.report import Claim
 from tasks.sparsity import nm
-from tasks.train import OptimParams, TrainParams, init_model, num_classes, train, unpack_seeds
+from tasks.train import OptimParams, TrainParams, init_model, num_classes, train
 
 FT = OptimParams(max_epochs=2, batch_size=32, lr=5e-3)
 PATTERNS = ("2:4", "1:8")
