@@ -20,12 +20,14 @@ The pieces, in order of use:
 * **The budget** (:class:`TuningBudget`): one per comparison, so equal by construction: the
   same number of trials, the same epochs per trial, the same seeds and the same sampler seed
   for every arm. :func:`run_study` also enforces it at run time (:class:`BudgetError`).
-* **Selection on validation, the final number on test** (:func:`run_study`): during the search
-  ``fit_score`` only ever scores on the validation split; the test split is handed over
-  :class:`Sealed` and opened once, after every arm's configuration is chosen, to score the
-  chosen configurations on the final seeds. Reading it earlier raises :class:`TestLeakError`.
+* **Selection on validation, the final number on test**: :func:`run_study` never receives the
+  test split; ``fit_score`` returns a validation score and the study returns each arm's chosen
+  configuration. The final number is the test score of that configuration, computed once per
+  arm by the caller (in a pipeline: a stage per tuned arm, the same core as the arm at the
+  paper's settings). :func:`check_selection_inputs` refuses a selection stage wired to a test
+  split (:class:`TestLeakError`).
 * **Trials cached like stages** (:class:`TrialStore`): one ``fit_score`` call is a deterministic
-  function of (arm, full configuration, seed, split, inputs, code), so its score is stored as a
+  function of (arm, full configuration, seed, inputs, code), so its score is stored as a
   small JSON file named by the SHA-256 of exactly that; reruns and longer studies reuse it.
 * **Verdicts** (:class:`TwoVerdicts`, :func:`two_verdicts`): a claim is **robust** only when the
   verdict at the paper's settings and the tuned verdict agree. **Sanity checks**
@@ -102,7 +104,7 @@ class BudgetError(ReprolabError):
 
 
 class TestLeakError(ReprolabError):
-    """The test split was read before every arm's configuration was chosen."""
+    """Test data wired into the selection of hyperparameters."""
 
     __test__ = False  # not a pytest test class
 
@@ -336,7 +338,7 @@ def resolve_epochs(settings: Mapping[str, Mapping[str, Any]], budget: TuningBudg
 
 
 # --------------------------------------------------------------------------------------------
-# PLATFORM: the trial cache and the sealed test split
+# PLATFORM: the trial cache
 # --------------------------------------------------------------------------------------------
 
 
@@ -415,38 +417,17 @@ class TrialStore:
             artifacts.write(self.path(key), {**record, "key": key})
 
 
-def trial_key(arm: str, config: Mapping[str, Any], seed: int, split: str, context: str) -> str:
+def trial_key(arm: str, config: Mapping[str, Any], seed: int, context: str) -> str:
     """SHA-256 of everything a trial's score depends on (``context`` = inputs + code digest)."""
-    payload = {"arm": arm, "config": config, "seed": seed, "split": split, "context": context}
+    payload = {"arm": arm, "config": config, "seed": seed, "context": context}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class Sealed:
-    """The test split, unreadable until :func:`run_study` has chosen every arm's configuration.
-
-    ``get()`` raises :class:`TestLeakError` while sealed, so an objective that keeps a
-    reference to it cannot peek at test data during the search.
-    """
-
-    def __init__(self, value: Any):
-        self._value = value
-        self.sealed = True
-
-    def get(self) -> Any:
-        if self.sealed:
-            raise TestLeakError("the test split was read during the search: selection may use validation data only")
-        return self._value
-
-    def _release(self) -> Any:
-        self.sealed = False
-        return self._value
 
 
 # --------------------------------------------------------------------------------------------
 # The equal-budget study
 # --------------------------------------------------------------------------------------------
 
-# fit_score(arm, config, seed, held_out) -> (score on held_out, epochs trained)
+# fit_score(arm, config, seed, val) -> (validation score, epochs trained)
 FitScore = Callable[[str, dict[str, Any], int, Any], tuple[float, int]]
 
 TRIALS_SCHEMA = pa.schema(
@@ -473,7 +454,6 @@ class ArmResult:
         config: the full chosen configuration (the arm's setting with ``tuned`` applied).
         paper_val: validation score of the paper's setting (trial 0), if it was enqueued.
         tuned_val: validation score of the chosen trial.
-        test: ``{seed: test score}`` of ``config`` on the final seeds.
     """
 
     arm: str
@@ -482,7 +462,6 @@ class ArmResult:
     config: dict[str, Any]
     paper_val: float | None
     tuned_val: float
-    test: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -510,15 +489,11 @@ class StudyResult:
                     "tuned_is_paper": r.paper == r.tuned,
                     "paper_val": r.paper_val,
                     "tuned_val": r.tuned_val,
-                    "test": {str(s): v for s, v in sorted(r.test.items())},
+                    "config": r.config,
                 }
                 for a, r in self.arms.items()
             },
         }
-
-    def test_values(self) -> dict[str, dict[int, float]]:
-        """``{arm: {seed: test score}}`` of the tuned arms (the tuned verdict's input)."""
-        return {a: dict(r.test) for a, r in self.arms.items()}
 
 
 def _distribution(rng: Space):
@@ -541,8 +516,8 @@ class _Scorer:
         self.computed = self.reused = 0
         self.seconds = 0.0
 
-    def __call__(self, arm: str, config: dict[str, Any], seed: int, split: str, held_out: Any, epochs: int) -> float:
-        key = trial_key(arm, config, seed, split, self.context)
+    def __call__(self, arm: str, config: dict[str, Any], seed: int, val: Any, epochs: int) -> float:
+        key = trial_key(arm, config, seed, self.context)
         if key in self.memo:
             self.reused += 1
             return self.memo[key]
@@ -552,14 +527,14 @@ class _Scorer:
             self.memo[key] = float(rec["score"])
             return self.memo[key]
         t0 = time.perf_counter()
-        score, trained = self.fit_score(arm, copy.deepcopy(config), seed, held_out)
+        score, trained = self.fit_score(arm, copy.deepcopy(config), seed, val)
         self.seconds += time.perf_counter() - t0
         if trained != epochs:
             raise BudgetError(f"arm {arm!r} trained {trained} epochs in a trial whose budget is {epochs}")
         score = float(score)
         if not math.isfinite(score):
-            raise ReprolabError(f"arm {arm!r}, seed {seed}: non-finite {split} score {score} for {config}")
-        self.store.put(key, {"arm": arm, "seed": seed, "split": split, "score": score})
+            raise ReprolabError(f"arm {arm!r}, seed {seed}: non-finite validation score {score} for {config}")
+        self.store.put(key, {"arm": arm, "seed": seed, "score": score})
         self.memo[key] = score
         self.computed += 1
         return score
@@ -591,7 +566,7 @@ def _search_arm(
         trial = study.ask(dists)
         values = dict(trial.params)
         config = with_values(setting, {**values, epochs_key: epochs})
-        seed_scores = [score(arm, config, s, "val", val, epochs) for s in budget.seeds]
+        seed_scores = [score(arm, config, s, val, epochs) for s in budget.seeds]
         value = sum(seed_scores) / len(seed_scores)
         study.tell(trial, value)
         rows.append(
@@ -625,56 +600,57 @@ def run_study(
     fit_score: FitScore,
     *,
     val: Any,
-    test: Sealed,
-    final_seeds: Sequence[int],
     context: str = "",
     store: TrialStore | None = None,
     validate: Callable[[str, dict[str, Any]], Any] | None = None,
     epochs_key: str = "max_epochs",
 ) -> StudyResult:
-    """Tune every arm with the same budget on validation, then score the choices on test once.
+    """Tune every arm with the same budget; select each arm's configuration on validation.
 
     Args:
         settings: ``{arm: full params as a nested dict}``, the paper's setting of each arm.
         spaces: ``{arm: {dotted name: range}}`` (checked with :func:`check_spaces`).
         budget: the one budget of every arm.
-        fit_score: ``fit_score(arm, config, seed, held_out) -> (score, epochs trained)``:
-            train ``arm`` at ``config`` with ``seed`` on the training data it closes over
-            (never the test split) and score the model on ``held_out``. During the search
-            ``held_out`` is ``val``; after every arm is chosen it is the test split, once per
-            arm and final seed. It must train exactly ``config[epochs_key]`` epochs.
-        val: the validation split (selection data).
-        test: the test split, :class:`Sealed` (opened only for the final scores).
-        final_seeds: seeds of the final test runs (the comparison's own seeds).
+        fit_score: ``fit_score(arm, config, seed, val) -> (score, epochs trained)``: train
+            ``arm`` at ``config`` with ``seed`` on the training data it closes over (never a
+            test split) and score the model on ``val``. It must train exactly
+            ``config[epochs_key]`` epochs (the budget's).
+        val: the validation split (the only data selection sees besides the training data).
         context: digest of what ``fit_score`` closes over (training data, teachers) and of
-            the code; with digests of ``val`` and ``test`` it keys every cached trial.
+            the code; with the digest of ``val`` it keys every cached trial.
         store: trial cache (default: none).
         validate: see :func:`check_spaces`.
         epochs_key: dotted name of the epochs in a setting.
+
+    Returns:
+        per arm the chosen configuration (the paper's epochs, not the budget's: the final run
+        trains as the arm at the paper's settings does) and the table of every trial.
     """
-    if not isinstance(test, Sealed):
-        raise TestLeakError("run_study takes the test split Sealed(test), so the search cannot read it")
-    if not final_seeds:
-        raise BudgetError("final_seeds is empty")
     check_spaces(spaces, settings, validate, reserved=(epochs_key, "seeds"))
     epochs = resolve_epochs(settings, budget, epochs_key)
-    # NOTE: digesting the sealed test split is not a read for selection: it only keys the cache.
-    context = content_digest({"context": context, "val": val, "test": test._value})
+    context = content_digest({"context": context, "val": val})
     score = _Scorer(fit_score, store or TrialStore(None), context)
     t0 = time.perf_counter()
     arms, rows = {}, []
-    for arm in settings:  # PAPER-free: every arm the same loop, the same budget
+    for arm in settings:  # every arm: the same loop, the same budget
         arms[arm], arm_rows = _search_arm(arm, settings[arm], spaces[arm], budget, epochs, epochs_key, val, score)
         rows += arm_rows
     trials = pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA)
     check_equal_budget(trials, budget)
-    test_split = test._release()  # every arm is chosen: the only read of the test split
-    for arm, res in arms.items():
-        final_epochs = int(get_value(res.config, epochs_key))
-        res.test = {s: score(arm, res.config, s, "test", test_split, final_epochs) for s in final_seeds}
     stats = {"seconds": time.perf_counter() - t0, "fits_computed": score.computed, "fits_reused": score.reused,
              "fit_seconds": score.seconds}
     return StudyResult(budget=budget, epochs=epochs, arms=arms, trials=trials, stats=stats)
+
+
+def check_selection_inputs(stage: str, inputs: Mapping[str, str]) -> None:
+    """Raise :class:`TestLeakError` if a selection stage's inputs (``{arg: "<stage>.<output>"}``)
+    include a test split (an argument or output named ``test``)."""
+    leaks = sorted(arg for arg, ref in inputs.items() if arg == "test" or ref.rsplit(".", 1)[-1] == "test")
+    if leaks:
+        raise TestLeakError(
+            f"stage {stage!r} selects hyperparameters but takes test data {[inputs[a] for a in leaks]}: "
+            "selection may use training and validation data only"
+        )
 
 
 def check_equal_budget(trials: pa.Table, budget: TuningBudget | None = None) -> None:

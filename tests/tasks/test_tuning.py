@@ -27,7 +27,6 @@ from tasks.tuning import (
     InvalidSpaceError,
     LogScaleError,
     ReservedHyperparameterError,
-    Sealed,
     SettingOutsideSpaceError,
     TestLeakError,
     TrialStore,
@@ -35,6 +34,7 @@ from tasks.tuning import (
     TuningParams,
     UnknownHyperparameterError,
     check_equal_budget,
+    check_selection_inputs,
     check_spaces,
     content_digest,
     run_study,
@@ -45,11 +45,11 @@ from tasks.tuning import (
 SETTING = {"lr": 0.01, "depth": 2, "opt": {"kind": "sgd", "momentum": 0.0}, "max_epochs": 3, "seeds": [0]}
 
 
-def quadratic(arm, config, seed, held_out):
-    """Score = -(log10 lr - target)^2 - 0.1 (depth - 5)^2 + 0.2 [adam]; optimum at held_out's target."""
+def quadratic(arm, config, seed, split):
+    """Score = -(log10 lr - target)^2 - 0.1 (depth - 5)^2 + 0.2 [adam]; optimum at the split's target."""
     import math
 
-    score = -((math.log10(config["lr"]) - held_out["target"]) ** 2) - 0.1 * (config["depth"] - 5) ** 2
+    score = -((math.log10(config["lr"]) - split["target"]) ** 2) - 0.1 * (config["depth"] - 5) ** 2
     score += 0.2 * (config["opt"]["kind"] == "adam")
     return score, config["max_epochs"]
 
@@ -61,12 +61,11 @@ SPACE = {
 }
 
 
-def study(n_trials=30, settings=None, spaces=None, fit_score=quadratic, val=None, test=None, **kw):
+def study(n_trials=30, settings=None, spaces=None, fit_score=quadratic, val=None, **kw):
     settings = settings or {"a": SETTING, "b": SETTING}
     spaces = spaces or {"a": SPACE, "b": {"lr": SPACE["lr"]}}
     return run_study(
-        settings, spaces, TuningBudget(n_trials=n_trials, seeds=(0, 1)), fit_score,
-        val=val or {"target": -1.5}, test=Sealed(test or {"target": -3.5}), final_seeds=[0, 1, 2], **kw,
+        settings, spaces, TuningBudget(n_trials=n_trials, seeds=(0, 1)), fit_score, val=val or {"target": -1.5}, **kw
     )
 
 
@@ -109,17 +108,17 @@ def test_arm_without_space_keeps_the_paper_setting():
 def test_every_arm_gets_the_same_trials_epochs_and_seeds():
     seen: dict[str, set] = {"a": set(), "b": set()}
 
-    def spy(arm, config, seed, held_out):
+    def spy(arm, config, seed, val):
         seen[arm].add((seed, config["max_epochs"]))
-        return quadratic(arm, config, seed, held_out)
+        return quadratic(arm, config, seed, val)
 
     settings = {"a": SETTING, "b": {**SETTING, "max_epochs": 7}}  # unequal epochs in the settings
     with pytest.raises(BudgetError, match="different epochs"):
         study(n_trials=4, settings=settings, fit_score=spy)
     res = run_study(settings, {"a": SPACE, "b": {}}, TuningBudget(n_trials=4, max_epochs=2, seeds=(0, 1)), spy,
-                    val={"target": -1.5}, test=Sealed({"target": -1.5}), final_seeds=[0])
-    search = {arm: {s for s in v if s[1] == 2} for arm, v in seen.items()}
-    assert search["a"] == search["b"] == {(0, 2), (1, 2)}  # both arms: budget epochs, budget seeds
+                    val={"target": -1.5})
+    assert seen["a"] == seen["b"] == {(0, 2), (1, 2)}  # both arms: the budget's epochs and seeds
+    assert res.arms["b"].config["max_epochs"] == 7  # the final run trains as at the paper's settings
     counts = {a: sum(r["arm"] == a for r in res.trials.to_pylist()) for a in ("a", "b")}
     assert counts == {"a": 4, "b": 4}
     check_equal_budget(res.trials, res.budget)
@@ -131,8 +130,8 @@ def test_an_arm_cannot_search_its_epochs_or_seeds():
 
 
 def test_an_arm_that_trains_more_epochs_than_the_budget_is_refused():
-    def greedy(arm, config, seed, held_out):
-        score, epochs = quadratic(arm, config, seed, held_out)
+    def greedy(arm, config, seed, val):
+        score, epochs = quadratic(arm, config, seed, val)
         return score, epochs + (arm == "b")
 
     with pytest.raises(BudgetError, match="arm 'b' trained 4 epochs .* budget is 3"):
@@ -153,55 +152,45 @@ def test_a_trials_table_with_more_trials_for_one_arm_is_refused():
 # --------------------------------------------------------------------------------------------
 
 
-def assert_selected_on_val_scored_on_test(res, val, test):
-    """The chosen lr is the validation optimum (not the test one) and the final numbers are
-    the test scores of that choice."""
-    cfg = res.arms["a"].config
-    assert abs(cfg["lr"] - 10 ** val["target"]) / 10 ** val["target"] < 0.35, cfg["lr"]
-    expected = quadratic("a", cfg, 0, test)[0]
-    assert res.arms["a"].test == {0: pytest.approx(expected), 1: pytest.approx(expected), 2: pytest.approx(expected)}
+def assert_selected_on_val(res, val):
+    """The chosen lr of arm "a" is the validation optimum 10**target."""
+    lr = res.arms["a"].config["lr"]
+    assert abs(lr - 10 ** val["target"]) / 10 ** val["target"] < 0.35, lr
 
 
-def test_selection_uses_validation_and_the_final_number_test_once():
+def test_selection_sees_only_validation_data():
     val, test = {"target": -1.5}, {"target": -3.5}  # different optima on val and test
-    calls = []
+    seen = []
 
-    def spy(arm, config, seed, held_out):
-        calls.append((arm, held_out["target"], json.dumps(config, sort_keys=True), seed))
-        return quadratic(arm, config, seed, held_out)
+    def spy(arm, config, seed, split):
+        seen.append(split)
+        return quadratic(arm, config, seed, split)
 
-    res = study(n_trials=40, fit_score=spy, val=val, test=test)
-    assert_selected_on_val_scored_on_test(res, val, test)
-    test_calls = [c for c in calls if c[1] == test["target"]]
-    assert calls[-len(test_calls):] == test_calls  # the test split only after the whole search
-    assert sorted((a, s) for a, _, _, s in test_calls) == [(a, s) for a in ("a", "b") for s in (0, 1, 2)]
-    for arm, _, cfg, _ in test_calls:
-        assert json.loads(cfg) == res.arms[arm].config
+    res = study(n_trials=40, fit_score=spy, val=val)
+    assert all(split is val for split in seen)
+    assert_selected_on_val(res, val)
+    # the final number: the chosen configuration scored on test, once
+    final = quadratic("a", res.arms["a"].config, 0, test)[0]
+    assert final < quadratic("a", {**SETTING, "lr": 10 ** test["target"], "depth": 5, "opt": {"kind": "adam"}}, 0, test)[0]
 
 
 def test_a_planted_leak_fails_the_selection_check():
     val, test = {"target": -1.5}, {"target": -3.5}
 
-    def leaky(arm, config, seed, held_out):  # PLANTED LEAK: scores every trial on test
+    def leaky(arm, config, seed, split):  # PLANTED LEAK: scores every trial on test
         return quadratic(arm, config, seed, test)
 
-    res = study(n_trials=40, fit_score=leaky, val=val, test=test)
+    res = study(n_trials=40, fit_score=leaky, val=val)
     with pytest.raises(AssertionError):
-        assert_selected_on_val_scored_on_test(res, val, test)
+        assert_selected_on_val(res, val)
 
 
-def test_reading_the_sealed_test_split_during_the_search_raises():
-    sealed = Sealed({"target": -3.5})
-
-    def peeks(arm, config, seed, held_out):
-        return quadratic(arm, config, seed, sealed.get())
-
-    with pytest.raises(TestLeakError, match="during the search"):
-        run_study({"a": SETTING}, {"a": SPACE}, TuningBudget(n_trials=2), peeks, val={"target": -1.5},
-                  test=sealed, final_seeds=[0])
-    with pytest.raises(TestLeakError, match="Sealed"):
-        run_study({"a": SETTING}, {"a": SPACE}, TuningBudget(n_trials=2), quadratic, val={"target": -1.5},
-                  test={"target": -3.5}, final_seeds=[0])
+def test_a_selection_stage_wired_to_test_data_is_refused():
+    check_selection_inputs("tune", {"train": "prepare.train", "val": "prepare.val", "teacher": "train_teacher.weights"})
+    with pytest.raises(TestLeakError, match=r"stage 'tune' selects hyperparameters but takes test data \['prepare.test'\]"):
+        check_selection_inputs("tune", {"train": "prepare.train", "val": "prepare.test"})
+    with pytest.raises(TestLeakError):
+        check_selection_inputs("tune", {"test": "select_old.val"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +270,9 @@ def test_trials_are_cached_by_content(tmp_path):
     assert longer.trials.filter(pc.less(longer.trials["trial"], 6)).drop(["chosen"]).equals(
         first.trials.drop(["chosen"])
     )
-    assert 0 < longer.stats["fits_computed"] <= 2 * 2 * 2 + 2 * 3  # new trials + new final runs
+    assert 0 < longer.stats["fits_computed"] <= 2 * 2 * 2  # 2 new trials x 2 seeds x 2 arms
     other = study(n_trials=6, store=store, val={"target": -2.0})  # other validation data: new keys
-    assert other.stats["fits_reused"] < first.stats["fits_computed"]
+    assert other.stats["fits_computed"] == first.stats["fits_computed"]
     for f in (tmp_path / "trials").rglob("*.json"):  # damaged records are recomputed
         f.write_text("{")
     assert study(n_trials=6, store=store).to_json() == first.to_json()
