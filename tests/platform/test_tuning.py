@@ -1,4 +1,4 @@
-"""The equal-budget tuning mechanism (tasks/tuning.py) on toy objectives.
+"""The equal-budget tuning mechanism (tasks/platform/tuning.py) on toy objectives.
 
 Each toy "arm" has a known validation optimum; some have a different test optimum, so a
 search that selected on test data would choose another configuration.
@@ -14,9 +14,9 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.params import validate_section
-from tasks.errors import ParamsError
-from tasks.tuning import (
+from tasks.platform.params import validate_section
+from tasks.platform.errors import ParamsError
+from tasks.platform.tuning import (
     TRIALS_SCHEMA,
     BudgetError,
     Choice,

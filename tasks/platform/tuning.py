@@ -56,8 +56,9 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks import artifacts
-from tasks.errors import ParamsError, ReprolabError
+from tasks.platform import artifacts
+from tasks.platform.errors import ParamsError, ReprolabError
+from tasks.platform.stage import store_root
 
 # --------------------------------------------------------------------------------------------
 # Named errors
@@ -395,8 +396,6 @@ class TrialStore:
 
     @classmethod
     def default(cls) -> "TrialStore":
-        from tasks.stage import store_root
-
         return cls(store_root() / "_trials")
 
     def path(self, key: str) -> Path:
