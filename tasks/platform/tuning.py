@@ -481,6 +481,7 @@ class StudyResult:
         return {
             "budget": self.budget.model_dump(mode="json"),
             "epochs_per_trial": self.epochs,
+            "arm_order": list(self.arms),
             "arms": {
                 a: {
                     "paper": r.paper,
