@@ -116,7 +116,9 @@ def distill_tuned_arm(params: Mapping[str, BaseModel], *, tuned: Mapping[str, An
 # PLATFORM: the stages a paper adds
 # --------------------------------------------------------------------------------------------
 
-test_acc = functools.partial(per_seed, key="test.acc")
+def test_acc(arm: str, metrics: Mapping[str, Any]) -> dict[int, float]:
+    """``{seed: test accuracy}`` of an arm's distill metrics (the sanity checks' values)."""
+    return per_seed(metrics, "test.acc")
 
 
 def student_floors(arms: tuple[str, ...], alone: str = "ce") -> tuple[FloorRule, ...]:
@@ -153,7 +155,7 @@ def report_stages(
     merge_inputs = {
         **{f"paper_{o}": f"report_paper.{o}" for o in outputs},
         "tuned_claims": "report_tuned.claims",
-        "tuned": "tune.tuned",
+        "study": "tune.tuned",
         **{f"paper_arm_{a}": f"distill_{a}.metrics" for a in arms},
         **{f"tuned_arm_{a}": f"distill_{a}_tuned.metrics" for a in arms},
     }

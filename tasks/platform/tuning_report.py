@@ -14,8 +14,9 @@ core, the paper's ``report`` stage, merges them:
 * every other output of the paper's report (tables, figures) passes through unchanged.
 
 Inputs are named ``paper_<output>`` (each output of ``report_paper``), ``tuned_claims`` and
-optionally ``tuned_summary`` (of ``report_tuned``), ``tuned`` (the tuning stage's JSON) and, for
-the sanity checks, ``paper_arm_<arm>`` / ``tuned_arm_<arm>`` (each arm's metrics).
+optionally ``tuned_summary`` (of ``report_tuned``), ``study`` (the tuning stage's JSON; or one
+``study_<label>`` per tuning stage, e.g. per dataset) and, for the sanity checks,
+``paper_arm_<arm>`` / ``tuned_arm_<arm>`` (each arm's metrics).
 """
 
 from __future__ import annotations
@@ -63,17 +64,19 @@ def _value(v: Any) -> str:
 
 def tuning_section(
     claims: Mapping[str, Any],
-    tuned: Mapping[str, Any],
+    studies: Mapping[str, Mapping[str, Any]],
     flags: Mapping[str, Sequence[str]],
     tuned_summary: pa.Table | None = None,
 ) -> str:
-    """The markdown section on robustness to tuning (see the module docstring)."""
-    b = tuned["budget"]
+    """The markdown section on robustness to tuning (see the module docstring); ``studies`` =
+    ``{label: tuning JSON}`` (label ``""`` for a paper with one tuning stage)."""
+    first = next(iter(studies.values()))
+    b = first["budget"]
     seeds = ", ".join(str(s) for s in b["seeds"])
     out = [
         "## Robustness to tuning (an equal budget per arm)",
         "",
-        f"Every arm re-tuned with the same budget: {b['n_trials']} trials x {tuned['epochs_per_trial']} epochs "
+        f"Every arm re-tuned with the same budget: {b['n_trials']} trials x {first['epochs_per_trial']} epochs "
         f"x seed(s) {seeds} (Optuna TPE, sampler seed {b['sampler_seed']}; trial 0 is the paper's setting), "
         "selected on validation accuracy only; the chosen configuration is then trained exactly as the arm "
         "at the paper's settings (same epochs and seeds) and scored on test once. A claim is **robust** "
@@ -90,20 +93,22 @@ def tuning_section(
     out += ["", f"Robust: {n['robust']} of {testable} testable claim(s).", "",
             "### Hyperparameters: the paper's and tuned", "",
             "| arm | hyperparameter | paper | tuned | val (paper) | val (tuned) |", "|---|---|---|---|---|---|"]
-    for arm in tuned.get("arm_order") or sorted(tuned["arms"]):
-        a = tuned["arms"][arm]
-        names = sorted(a["paper"]) or ["(none searched)"]
-        for i, name in enumerate(names):
-            paper_v = _value(a["paper"][name]) if name in a["paper"] else "-"
-            tuned_v = _value(a["tuned"][name]) if name in a["tuned"] else "-"
-            vals = (fmt(a["paper_val"]) if a["paper_val"] is not None else "-", fmt(a["tuned_val"])) if i == 0 else ("", "")
-            out.append(f"| {arm if i == 0 else ''} | {name} | {paper_v} | {tuned_v} | {vals[0]} | {vals[1]} |")
+    for label, study in studies.items():
+        for arm in study.get("arm_order") or sorted(study["arms"]):
+            a = study["arms"][arm]
+            names = sorted(a["paper"]) or ["(none searched)"]
+            shown = f"{arm} ({label})" if label else arm
+            for i, name in enumerate(names):
+                paper_v = _value(a["paper"][name]) if name in a["paper"] else "-"
+                tuned_v = _value(a["tuned"][name]) if name in a["tuned"] else "-"
+                vals = (fmt(a["paper_val"]) if a["paper_val"] is not None else "-", fmt(a["tuned_val"])) if i == 0 else ("", "")
+                out.append(f"| {shown if i == 0 else ''} | {name} | {paper_v} | {tuned_v} | {vals[0]} | {vals[1]} |")
     out += ["", "### Sanity checks (an arm below the floor it must clear: an under-tuned baseline?)", ""]
     for setting, msgs in flags.items():
         out += [f"- {setting}: " + ("none" if not msgs else f"{len(msgs)} flag(s)")]
         out += [f"  - {m}" for m in msgs]
     if tuned_summary is not None:
-        out += ["", "### Test accuracy per tuned arm (mean over seeds, 95% bootstrap CI)", "", table_markdown(tuned_summary)]
+        out += ["", "### Summary table of the tuned run", "", table_markdown(tuned_summary)]
     return "\n".join(out) + "\n"
 
 
@@ -122,9 +127,8 @@ def merge_reports(
     params: TuningParams,
     *,
     floors: Sequence[FloorRule] = (),
-    values: Callable[[Any], Mapping[int, float]] | None = None,
+    values: Callable[[str, Any], Mapping[int, float]] | None = None,
     higher_is_better: bool = True,
-    tuned: Mapping[str, Any],
     paper_report: str,
     paper_claims: Mapping[str, Any],
     tuned_claims: Mapping[str, Any],
@@ -135,19 +139,24 @@ def merge_reports(
 
     Args:
         params: the paper's ``tuning`` section (only for the stage's params hash).
-        floors: sanity rules, judged on ``values(arm metrics)`` (``{seed: value}``) of the
+        floors: sanity rules, judged on ``values(arm, input)`` (``{seed: value}``) of the
             ``paper_arm_<arm>`` and ``tuned_arm_<arm>`` inputs.
-        inputs: ``paper_<output>`` of every other paper-report output (passed through), and
-            ``paper_arm_<arm>`` / ``tuned_arm_<arm>``.
+        inputs: ``paper_<output>`` of every other paper-report output (passed through),
+            ``study`` / ``study_<label>`` and ``paper_arm_<arm>`` / ``tuned_arm_<arm>``.
     """
     claims = merge_claims(paper_claims, tuned_claims)
     flags: dict[str, list[str]] = {}
     for setting in ("paper", "tuned"):
-        arm_vals = {k[len(f"{setting}_arm_"):]: values(v) for k, v in inputs.items()
-                    if values is not None and k.startswith(f"{setting}_arm_")}
+        prefix = f"{setting}_arm_"
+        arm_vals = {k[len(prefix):]: values(k[len(prefix):], v) for k, v in inputs.items()
+                    if values is not None and k.startswith(prefix)}
         label = "at the paper's settings" if setting == "paper" else "tuned"
         flags[label] = [f.message() for f in undertuned(floors, arm_vals, higher_is_better)] if floors else []
-    section = tuning_section(claims, tuned, flags, tuned_summary)
+    studies = {k.removeprefix("study").removeprefix("_"): v for k, v in inputs.items()
+               if k == "study" or k.startswith("study_")}
+    if not studies:
+        raise ReprolabError("merge_reports needs the tuning stage's JSON as input 'study' (or 'study_<label>')")
+    section = tuning_section(claims, studies, flags, tuned_summary)
     out: dict[str, Any] = {
         k[len("paper_"):]: v for k, v in inputs.items() if k.startswith("paper_") and not k.startswith("paper_arm_")
     }

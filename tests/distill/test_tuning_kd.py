@@ -94,7 +94,7 @@ def test_merge_marks_robust_claims_and_flags_undertuned_baselines(tmp_path):
     ce_metric = {"seeds": {"0": {"test": {"acc": 0.6}}, "1": {"test": {"acc": 0.6}}}}
     out = merge_reports(
         None, floors=distill_tuning.student_floors(("ce", "kd")), values=distill_tuning.test_acc,
-        tuned=study, paper_report=md, paper_claims=paper, tuned_claims=tuned,
+        study=study, paper_report=md, paper_claims=paper, tuned_claims=tuned,
         paper_metrics={"x": 1.0}, paper_summary=pa.table({"a": [1]}),
         paper_arm_ce=ce_metric, paper_arm_kd=metric, tuned_arm_ce=ce_metric, tuned_arm_kd=ce_metric,
     )
