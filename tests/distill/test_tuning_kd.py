@@ -110,7 +110,8 @@ def test_merge_marks_robust_claims_and_flags_undertuned_baselines(tmp_path):
 
     artifacts.write(tmp_path / "toy" / "report.md", text)
     artifacts.write(tmp_path / "toy" / "claims.json", out["claims"])
+    artifacts.write(tmp_path / "toy" / "lineage.json", {"lineage": {"profile": "full", "overrides": ""}, "stages": []})
     index = render_index(tmp_path, {"toy": type("P", (), {"title": "Toy", "arxiv": ""})()})
-    assert "| 1 | 1 | 1 | 1 of 2 |" in index
+    assert "| `toy` | Toy | 1 | 1 | 1 | 1 of 2 | full |" in index
     assert "- **reproduced** (tuned: not reproduced; depends on tuning): claim 0" in index
     assert "- **not reproduced** (robust): claim 1" in index
