@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.distill.arms import KDPaperParams, kd_stages
+from tasks.distill.arms import KDPaperParams
+from tasks.distill.tuning import kd_stages
 from tasks.papers.dual_head_kd import report_dual_head
 from tasks.platform.stage import Paper, register_paper
 

@@ -26,11 +26,14 @@ from tasks.distill.arms import (
     DistillSetup,
     arm_stage,
     check_paper,
+    check_tuning,
     data_inputs,
     prepare_stage,
 )
+from tasks.distill.tuning import report_stages, student_floors, tuning_stages
 from tasks.papers import infigfusion as ig
 from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.platform.tuning import TuningParams
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "kd_fused", "gld")
@@ -47,10 +50,12 @@ class InfiGFusionParams(BaseModel):
     teacher_b: TrainParams = TrainParams()
     distill: DistillSetup = DistillSetup()
     arms: dict[str, Arm] = Field(default_factory=dict)
+    tuning: TuningParams
 
     @model_validator(mode="after")
     def _consistent(self):
         check_paper(self.distill, self.arms, ARMS, (self.teacher_a, "teacher_a"), (self.teacher_b, "teacher_b"))
+        check_tuning(self.distill, self.arms, self.tuning)
         return self
 
 
@@ -71,9 +76,12 @@ PAPER = register_paper(
                   inputs={"teacher_a": "train_teacher_a.weights", "teacher_b": "train_teacher_b.weights",
                           "student": "distill_gld.weights", "test": "prepare.test"},
                   outputs={"metrics": "metrics.json"}),
-            Stage("report", ig.report, params=("distill",),
-                  inputs={"gw": "check_gw.metrics", **{f"metrics_{a}": f"distill_{a}.metrics" for a in ARMS}},
-                  outputs=REPORT_OUTPUTS),
+            # issue #17: every arm re-tuned on one budget; the GW check is of the graphs, kept as is
+            *tuning_stages(ARMS, "train_teacher_a.weights", "train_teacher_b.weights"),
+            *report_stages(ig.report, ("distill",),
+                           {"gw": "check_gw.metrics", **{f"metrics_{a}": f"distill_{a}.metrics" for a in ARMS}},
+                           {"gw": "check_gw.metrics", **{f"metrics_{a}": f"distill_{a}_tuned.metrics" for a in ARMS}},
+                           REPORT_OUTPUTS, ARMS, student_floors(ARMS)),
         ),
     )
 )

@@ -28,10 +28,13 @@ from tasks.distill.arms import (
     DistillSetup,
     arm_stage,
     check_paper,
+    check_tuning,
     prepare_stage,
 )
+from tasks.distill.tuning import report_stages, student_floors, tuning_stages
 from tasks.papers import negative_flips as nf
 from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.platform.tuning import TuningParams
 from tasks.train import TrainParams, train
 
 ARMS = ("ce", "focal_kd_old", "mpt_nobias", "mpt")
@@ -49,11 +52,21 @@ class NegativeFlipsParams(BaseModel):
     distill: DistillSetup = DistillSetup()
     arms: dict[str, Arm] = Field(default_factory=dict)
     report: nf.FlipReportParams = nf.FlipReportParams()
+    tuning: TuningParams
 
     @model_validator(mode="after")
     def _consistent(self):
         check_paper(self.distill, self.arms, ARMS, (self.reference, "reference"), (self.old, "old"))
+        check_tuning(self.distill, self.arms, self.tuning)
         return self
+
+
+def flips_stage(name: str, suffix: str = "") -> Stage:
+    """NFR of every arm (``distill_<arm><suffix>``) against the old model, per seed."""
+    return Stage(name, nf.evaluate_flips, params=("distill", "old"),
+                 inputs={"old_weights": "train_old.weights", "test": "prepare.test",
+                         **{f"weights_{a}": f"distill_{a}{suffix}.weights" for a in ARMS}},
+                 outputs={"metrics": "metrics.json"})
 
 
 PAPER = register_paper(
@@ -74,11 +87,12 @@ PAPER = register_paper(
             Stage("train_reference", train, params=("reference",), inputs={"train": "prepare.train", "val": "prepare.val"},
                   outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
             *(arm_stage(a, "train_reference.weights", "train_old.weights") for a in ARMS),
-            Stage("flips", nf.evaluate_flips, params=("distill", "old"),
-                  inputs={"old_weights": "train_old.weights", "test": "prepare.test",
-                          **{f"weights_{a}": f"distill_{a}.weights" for a in ARMS}},
-                  outputs={"metrics": "metrics.json"}),
-            Stage("report", nf.report, params=("report",), inputs={"flips": "flips.metrics"}, outputs=REPORT_OUTPUTS),
+            flips_stage("flips"),
+            # issue #17: every arm re-tuned on one budget, then the same flips + report
+            *tuning_stages(ARMS, "train_reference.weights", "train_old.weights"),
+            flips_stage("flips_tuned", "_tuned"),
+            *report_stages(nf.report, ("report",), {"flips": "flips.metrics"}, {"flips": "flips_tuned.metrics"},
+                           REPORT_OUTPUTS, ARMS, student_floors(ARMS)),
         ),
     )
 )

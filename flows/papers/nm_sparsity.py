@@ -18,6 +18,7 @@ benchmarks (``make bench-kernels``), not by this CPU pipeline.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -27,6 +28,8 @@ from tasks.papers import nm_sparsity as nmr
 from tasks.sparsity import nm
 from tasks.sparsity import serving as nm_serving
 from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.platform.tuning import FloorRule, TRIALS_SCHEMA, TuningParams, check_selection_inputs
+from tasks.platform.tuning_report import merge_reports
 from tasks.train import OptimParams, TrainParams, train
 
 DATASETS = ("digits", "mnist1d")
@@ -54,6 +57,7 @@ class NMSparsityParams(BaseModel):
     distill: nmr.NMDistillParams = nmr.NMDistillParams()
     audit: nmr.NMAuditParams = nmr.NMAuditParams()
     report: nmr.ReportParams = nmr.ReportParams()
+    tuning: TuningParams
 
     @model_validator(mode="after")
     def _nm_fits_the_model(self):
@@ -75,6 +79,7 @@ class NMSparsityParams(BaseModel):
         seeds = self.audit.seeds
         if seeds is not None and (not set(seeds) <= set(self.train.seeds) or len(set(seeds)) < 2):
             raise ValueError(f"audit.seeds = {list(seeds)}: need >= 2 seeds, all in train.seeds = {list(self.train.seeds)}")
+        nmr.check_recovery_tuning(self.finetune, self.distill, self.tuning, self.train.seeds)
         return self
 
 
@@ -119,6 +124,58 @@ def _dataset_stages(ds: str) -> list[Stage]:
     ]
 
 
+def _tuning_stages(ds: str) -> list[Stage]:
+    """issue #17: fine-tuning and KD recovery re-tuned on one budget (validation only), then
+    the recovery, evaluation and audit again with the chosen configurations."""
+    tune_inputs = {"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                   "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val"}
+    check_selection_inputs(f"tune_{ds}", tune_inputs)
+    return [
+        Stage(f"tune_{ds}", nmr.tune_recovery, params=("tuning", "finetune", "distill", "train"), inputs=tune_inputs,
+              outputs={"trials": "trials.parquet", "tuned": "tuned.json"}, schemas={"trials": TRIALS_SCHEMA}),
+        Stage(f"finetune_{ds}_tuned", nmr.finetune_tuned, params=("finetune", "distill", "train"),
+              inputs={"tuned": f"tune_{ds}.tuned", "pruned": f"prune_{ds}.weights", "train": f"prepare_{ds}.train",
+                      "val": f"prepare_{ds}.val"},
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        Stage(f"distill_{ds}_tuned", nmr.distill_pruned_tuned, params=("distill", "finetune", "train"),
+              inputs={"tuned": f"tune_{ds}.tuned", "dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val", "test": f"prepare_{ds}.test"},
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+        Stage(f"evaluate_{ds}_tuned", nm.evaluate, params=("train",),
+              inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "finetuned": f"finetune_{ds}_tuned.weights", "compressed": f"prune_{ds}.compressed",
+                      "test": f"prepare_{ds}.test"},
+              outputs={"results": "results.parquet", "predictions": "predictions.parquet"},
+              schemas={"results": nm.RESULTS_SCHEMA}),
+        Stage(f"audit_{ds}_tuned", nmr.audit, params=("audit", "train"),
+              inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
+                      "finetuned": f"finetune_{ds}_tuned.weights", "distilled": f"distill_{ds}_tuned.weights",
+                      "train": f"prepare_{ds}.train", "test": f"prepare_{ds}.test"},
+              outputs={"results": "audit.parquet", "plot": "audit.png", "metrics": "metrics.json"},
+              schemas={"results": nmr.AUDIT_SCHEMA}),
+    ]
+
+
+REPORT_OUTPUTS = {"report": "report.md", "summary": "summary.parquet", "plot": "accuracy_vs_sparsity.png",
+                  "metrics": "metrics.json", "claims": "claims.json", "poi": "probability_of_improvement.png",
+                  "irt": "irt_items.png", "items": "irt_items.parquet", "audit": "leakage_calibration.png",
+                  "audit_summary": "audit_summary.parquet"}
+KINDS = ("pruned", "finetuned", "distilled")
+FLOORS = tuple(
+    FloorRule(f"{kind}_{ds}", f"pruned_{ds}", f"a {what} model below the pruned one it started from ({ds})")
+    for ds in DATASETS for kind, what in (("finetuned", "fine-tuned"), ("distilled", "KD-recovered"))
+)
+
+
+def _report_inputs(suffix: str) -> dict[str, str]:
+    """The report's inputs from the recovery at the paper's settings (``""``) or tuned (``"_tuned"``);
+    serving is of the paper's fine-tuned models in both."""
+    return {**{f"results_{ds}": f"evaluate_{ds}{suffix}.results" for ds in DATASETS},
+            **{f"predictions_{ds}": f"evaluate_{ds}{suffix}.predictions" for ds in DATASETS},
+            **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS},
+            **{f"audit_{ds}": f"audit_{ds}{suffix}.results" for ds in DATASETS}}
+
+
 PAPER = register_paper(
     Paper(
         name="nm_sparsity",
@@ -128,16 +185,19 @@ PAPER = register_paper(
         module=str(Path(__file__).resolve()),
         stages=(
             *(s for ds in DATASETS for s in _dataset_stages(ds)),
-            Stage("report", nmr.report, params=("report", "prune", "audit"),
-                  inputs={**{f"results_{ds}": f"evaluate_{ds}.results" for ds in DATASETS},
-                          **{f"predictions_{ds}": f"evaluate_{ds}.predictions" for ds in DATASETS},
-                          **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS},
-                          **{f"audit_{ds}": f"audit_{ds}.results" for ds in DATASETS}},
-                  outputs={"report": "report.md", "summary": "summary.parquet",
-                           "plot": "accuracy_vs_sparsity.png", "metrics": "metrics.json",
-                           "claims": "claims.json", "poi": "probability_of_improvement.png",
-                           "irt": "irt_items.png", "items": "irt_items.parquet",
-                           "audit": "leakage_calibration.png", "audit_summary": "audit_summary.parquet"}),
+            *(s for ds in DATASETS for s in _tuning_stages(ds)),
+            Stage("report_paper", nmr.report, params=("report", "prune", "audit"), inputs=_report_inputs(""),
+                  outputs=REPORT_OUTPUTS),
+            Stage("report_tuned", nmr.report, params=("report", "prune", "audit"), inputs=_report_inputs("_tuned"),
+                  outputs=REPORT_OUTPUTS),
+            # the paper's report with the tuned verdict of each claim (docs/contract.md, "Fair comparisons")
+            Stage("report", functools.partial(merge_reports, floors=FLOORS, values=nmr.recovery_acc),
+                  params=("tuning",),
+                  inputs={**{f"paper_{o}": f"report_paper.{o}" for o in REPORT_OUTPUTS},
+                          "tuned_claims": "report_tuned.claims", **{f"study_{ds}": f"tune_{ds}.tuned" for ds in DATASETS},
+                          **{f"{s}_arm_{k}_{ds}": f"audit_{ds}{'_tuned' if s == 'tuned' else ''}.results"
+                             for s in ("paper", "tuned") for k in KINDS for ds in DATASETS}},
+                  outputs=REPORT_OUTPUTS),
         ),
     )
 )

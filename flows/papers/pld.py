@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.distill.arms import KDPaperParams, kd_stages
+from tasks.distill.arms import KDPaperParams
+from tasks.distill.tuning import kd_stages
 from tasks.papers.pld import report_pld
 from tasks.platform.stage import Paper, register_paper
 

@@ -13,7 +13,7 @@ of the mean per-seed difference.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -22,7 +22,8 @@ from tasks.distill.distill import DistillParams, DistillSetup, distill
 from tasks.platform.errors import ParamsError, ReprolabError
 from tasks.platform.stage import Stage
 from tasks.platform.params import validation_lines
-from tasks.train import TrainParams, train
+from tasks.platform.tuning import TuningParams, check_spaces
+from tasks.train import TrainParams
 
 
 class Arm(BaseModel):
@@ -59,6 +60,32 @@ def check_arms(setup: DistillSetup, arms: Mapping[str, Arm]) -> None:
         arm_params(setup, arm, name)
     if len(setup.seeds) < 2:
         raise ParamsError(f"distill.seeds = {list(setup.seeds)}: need >= 2 seeds for confidence intervals")
+
+
+def arm_settings(setup: DistillSetup, arms: Mapping[str, Arm]) -> dict[str, dict[str, Any]]:
+    """``{arm: its full DistillParams as JSON}``: the paper's setting a tuning search starts from."""
+    return {name: arm_params(setup, arm, name).model_dump(mode="json") for name, arm in arms.items()}
+
+
+def validate_config(arm: str, config: Mapping[str, Any]) -> DistillParams:
+    """The :class:`DistillParams` of one arm's (tuned) configuration; errors name the arm."""
+    try:
+        return DistillParams.model_validate(dict(config))
+    except ValueError as e:
+        raise ParamsError(f"arms.{arm}: {e}") from e
+
+
+def check_tuning(setup: DistillSetup, arms: Mapping[str, Arm], tuning: TuningParams) -> None:
+    """Cross-checks of a paper's ``tuning`` section against its arms (issue #17; see
+    :mod:`tasks.distill.tuning`): every arm has a valid space containing the paper's setting,
+    and the budget's seeds have teachers."""
+    check_spaces(tuning.spaces, arm_settings(setup, arms), validate_config)
+    missing = sorted(set(tuning.budget.seeds) - set(setup.seeds))
+    if missing:
+        raise ValueError(
+            f"tuning.budget.seeds = {list(tuning.budget.seeds)}: seed(s) {missing} not in distill.seeds = "
+            f"{list(setup.seeds)} (the teachers are trained for those)"
+        )
 
 
 def distill_arm(params: Mapping[str, BaseModel], **inputs: Any) -> dict[str, Any]:
@@ -118,7 +145,7 @@ def check_paper(
 
 
 class KDPaperParams(BaseModel):
-    """Params of a logit-KD paper: data, teacher training, shared distill setup, arms.
+    """Params of a logit-KD paper: data, teacher training, shared distill setup, arms, tuning.
 
     Subclasses set ``ARMS``: the arm names the paper's stage list and report expect.
     """
@@ -130,10 +157,12 @@ class KDPaperParams(BaseModel):
     teacher: TrainParams = TrainParams()
     distill: DistillSetup = DistillSetup()
     arms: dict[str, Arm] = Field(default_factory=dict)
+    tuning: TuningParams
 
     @model_validator(mode="after")
     def _consistent(self):
         check_paper(self.distill, self.arms, self.ARMS, (self.teacher, "teacher"))
+        check_tuning(self.distill, self.arms, self.tuning)
         return self
 
 
@@ -151,15 +180,3 @@ def arm_stage(arm: str, teacher: str, aux_teacher: str | None = None) -> Stage:
     if aux_teacher:
         inputs["aux_teacher_weights"] = aux_teacher
     return Stage(f"distill_{arm}", distill_arm, params=("distill", f"arms.{arm}"), inputs=inputs, outputs=DISTILL_OUTPUTS)
-
-
-def kd_stages(arms: tuple[str, ...], report: Callable[..., Any]) -> tuple[Stage, ...]:
-    """prepare -> train_teacher -> distill_<arm> for each arm -> report."""
-    return (
-        prepare_stage(),
-        Stage("train_teacher", train, params=("teacher",), inputs=data_inputs(test=False),
-              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
-        *(arm_stage(a, "train_teacher.weights") for a in arms),
-        Stage("report", report, params=("distill",), inputs={f"metrics_{a}": f"distill_{a}.metrics" for a in arms},
-              outputs=REPORT_OUTPUTS),
-    )

@@ -26,7 +26,7 @@ or calibration claim); the report labels them as such.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -50,8 +50,11 @@ from tasks.evaluation.seeds import (
     score_matrices,
     verdict,
 )
+from tasks.platform.errors import ArtifactError
 from tasks.platform.params import Limit, Seeds, SetOf
 from tasks.platform.report import Claim, Report, report_outputs
+from tasks.platform.stage import shared_code_digest
+from tasks.platform.tuning import TrialStore, TuningParams, check_spaces, content_digest, run_study, with_values
 from tasks.sparsity import nm
 from tasks.sparsity.nm import PruneParams, parse_pattern, pick_variants, variant_name
 from tasks.train import (
@@ -199,7 +202,8 @@ def distill_pruned(
             "test_acc_mean": res["metrics"]["test_acc_mean"],
             "masks_held": float(all(m.get("masks_held", False) for m in seeds.values())),
             "masked_fraction": float(np.mean([m.get("masked_fraction", 0.0) for m in seeds.values()])),
-            "seeds": {s: {"test_acc": m["test"]["acc"], "val_acc": m["val"]["acc"]} for s, m in seeds.items()},
+            "seeds": {s: {"test_acc": m["test"]["acc"], "val_acc": m["val"]["acc"], "epochs": len(m["history"])}
+                      for s, m in seeds.items()},
         }
     return {"weights": pack_groups(out), "metrics": {"loss": dp.loss, "variants": metrics}}
 
@@ -797,3 +801,114 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         metrics.update({k: v for k, v in recovery["metrics"].items() if k != "focus_variant"})
         out.update(audit=recovery["figure"], audit_summary=recovery["table"])
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# issue #17: fine-tuning vs KD recovery, each tuned on the same budget
+# --------------------------------------------------------------------------------------------
+
+RECOVERY_ARMS = ("finetune", "kd")
+
+
+def recovery_settings(ft: OptimParams, dp: NMDistillParams) -> dict[str, dict[str, Any]]:
+    """The two recovery arms at the paper's settings, as nested dicts (:mod:`tasks.platform.tuning`):
+    ``finetune`` = its optimiser; ``kd`` = its optimiser (fine-tuning's unless ``distill.optim``)
+    plus the loss."""
+    kd_optim = (dp.optim or ft).model_dump(mode="json")
+    return {"finetune": ft.model_dump(mode="json"),
+            "kd": {**kd_optim, "loss": dp.loss, "loss_params": dict(dp.loss_params)}}
+
+
+def recovery_arm_params(arm: str, config: Mapping[str, Any], dp: NMDistillParams) -> OptimParams | NMDistillParams:
+    """``finetune``: its :class:`OptimParams`; ``kd``: ``dp`` with the config's loss and optimiser."""
+    optim = OptimParams.model_validate({k: config[k] for k in OptimParams.model_fields})
+    if arm == "finetune":
+        return optim
+    return NMDistillParams.model_validate(
+        {**dp.model_dump(), "loss": config["loss"], "loss_params": dict(config["loss_params"]), "optim": optim.model_dump()}
+    )
+
+
+def check_recovery_tuning(ft: OptimParams, dp: NMDistillParams, tuning: TuningParams, seeds: tuple[int, ...]) -> None:
+    """The ``tuning`` section against the recovery arms (call from the params validator)."""
+    check_spaces(tuning.spaces, recovery_settings(ft, dp), lambda arm, cfg: recovery_arm_params(arm, cfg, dp))
+    missing = sorted(set(tuning.budget.seeds) - set(seeds))
+    if missing:
+        raise ValueError(f"tuning.budget.seeds: seed(s) {missing} not in train.seeds = {list(seeds)}")
+
+
+def recovery_focus(pruned: dict[str, torch.Tensor], dp: NMDistillParams) -> str:
+    """The variant the recovery is tuned on: the distilled variant the claims rest on
+    (largest N/M, then smallest v: :func:`focus_of`'s rule)."""
+    variants = pick_variants(list(unpack_groups(pruned)), dp.patterns, dp.vectors, "distill")
+    return min(variants, key=lambda v: (-nm.parse_variant(v)[0] / nm.parse_variant(v)[1], nm.parse_variant(v)[2]))
+
+
+def tune_recovery(
+    params: dict[str, BaseModel],
+    *,
+    dense: dict[str, torch.Tensor],
+    pruned: dict[str, torch.Tensor],
+    train: pa.Table,
+    val: pa.Table,
+) -> dict[str, Any]:
+    """Stage core of ``tune_<dataset>``: fine-tuning and KD recovery of the focus variant, each
+    searched on the validation split with the same budget (``params`` = ``{"tuning",
+    "finetune", "distill", "train"}``). One trial recovers the focus variant of each budget seed
+    through the same cores as the recovery stages (:func:`tasks.sparsity.nm.finetune`,
+    :func:`distill_pruned`). The chosen configuration is then applied to every variant."""
+    tuning: TuningParams = params["tuning"]
+    ft: OptimParams = params["finetune"]
+    dp: NMDistillParams = params["distill"]
+    train_p: TrainParams = params["train"]
+    focus = recovery_focus(pruned, dp)
+
+    def fit_score(arm: str, config: dict[str, Any], seed: int, val_split: pa.Table) -> tuple[float, int]:
+        one = {k: v for k, v in pruned.items() if k.startswith(f"{focus}/{seed}.")}  # this variant and seed
+        tp = train_p.model_copy(update={"seeds": (seed,)})
+        p = recovery_arm_params(arm, config, dp)
+        if arm == "finetune":
+            last = nm.finetune({"finetune": p, "train": tp}, pruned=one, train=train, val=val_split)["metrics"]["final"]
+            m = last[f"{focus}.{seed}"]
+            return m["val_acc"], int(m["epoch"]) + 1
+        res = distill_pruned({"distill": p, "finetune": ft, "train": tp}, dense=dense, pruned=one, train=train,
+                             val=val_split, test=val_split)  # NOTE: "test" here only names the scored split
+        m = res["metrics"]["variants"][focus]["seeds"][str(seed)]
+        return m["val_acc"], m["epochs"]
+
+    context = content_digest({"dense": dense, "pruned": pruned, "train": train, "train_p": train_p,
+                              "code": shared_code_digest()})
+    res = run_study(recovery_settings(ft, dp), tuning.spaces, tuning.budget, fit_score, val=val, context=context,
+                    store=TrialStore.default(), validate=lambda arm, cfg: recovery_arm_params(arm, cfg, dp))
+    return {"trials": res.trials, "tuned": {**res.to_json(), "focus_variant": focus}}
+
+
+def _tuned_config(arm: str, tuned: Mapping[str, Any], ft: OptimParams, dp: NMDistillParams) -> dict[str, Any]:
+    entry = tuned["arms"][arm]
+    if with_values(recovery_settings(ft, dp)[arm], entry["tuned"]) != entry["config"]:
+        raise ArtifactError(f"tuned.json's configuration of arm {arm!r} does not match its params: rerun tune")
+    return entry["config"]
+
+
+def finetune_tuned(params: dict[str, BaseModel], *, tuned: Mapping[str, Any], **inputs: Any) -> dict[str, object]:
+    """``finetune_<dataset>_tuned``: every variant fine-tuned with the tuned optimiser."""
+    cfg = _tuned_config("finetune", tuned, params["finetune"], params["distill"])
+    return nm.finetune({"finetune": recovery_arm_params("finetune", cfg, params["distill"]), "train": params["train"]},
+                       **inputs)
+
+
+def distill_pruned_tuned(params: dict[str, BaseModel], *, tuned: Mapping[str, Any], **inputs: Any) -> dict[str, object]:
+    """``distill_<dataset>_tuned``: KD recovery with the tuned loss and optimiser."""
+    cfg = _tuned_config("kd", tuned, params["finetune"], params["distill"])
+    return distill_pruned({**params, "distill": recovery_arm_params("kd", cfg, params["distill"])}, **inputs)
+
+
+def recovery_acc(name: str, audit: pa.Table) -> dict[int, float]:
+    """``{seed: test accuracy}`` of ``<kind>_<dataset>`` (kind: pruned, finetuned, distilled) at the
+    focus variant, from an audit table (the under-tuning checks' values)."""
+    kind = name.split("_", 1)[0]
+    focus = focus_of({"_": audit})
+    first_attack = audit.column("attack")[0].as_py()
+    return {int(r["seed"]): float(r["acc"]) for r in audit.to_pylist()
+            if r["kind"] == kind and r["variant"] == focus and r["attack"] == first_attack}
+

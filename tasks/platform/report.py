@@ -464,9 +464,18 @@ def _published(d: Path) -> dict[str, Any] | None:
     run = f"`{commit}`" + (f", MLflow `{str(mlflow_run)[:12]}`" if mlflow_run not in ("", "disabled") else "")
     n = claims["counts"] if claims else {}
     counts = [str(n.get(v, 0)) if claims else "?" for v in VERDICTS]
-    return {"lineage": lineage, "claims": claims, "run": run, "counts": counts,
+    robust = "?" if not claims else "-" if "robust" not in n else f"{n['robust']} of {n['robust'] + n['depends on tuning']}"
+    return {"lineage": lineage, "claims": claims, "run": run, "counts": counts, "robust": robust,
             "profile": str(lineage.get("profile", "?")), "overrides": lineage.get("overrides") or "",
             "date": str(lineage.get("published", "?"))}
+
+
+def _tuning_mark(claim: Mapping[str, Any]) -> str:
+    """`` (robust)`` / `` (tuned: <verdict>; depends on tuning)`` for a claim with a tuned verdict
+    (``tasks.platform.tuning_report``)."""
+    if claim.get("robust") is None:
+        return ""
+    return " (robust)" if claim["robust"] else f" (tuned: {claim['tuned_verdict']}; depends on tuning)"
 
 
 def render_index(root: Path, papers: Mapping[str, Any]) -> str:
@@ -482,9 +491,11 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
     out = ["# reprolab: reproduction reports", "",
            "Every registered paper with the verdicts of its published run (the full profile "
            "without overrides). Smoke and override runs are listed apart below: they are not "
-           "the papers' verdicts.", "",
-           "| paper | title | reproduced | not reproduced | not testable | profile | date | run (commit) | report |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "the papers' verdicts. **Robust**: claims whose verdict is the same at the paper's settings "
+           "and with every arm tuned on an equal budget (`tasks/platform/tuning.py`; `-`: the paper "
+           "has no tuned comparison).", "",
+           "| paper | title | reproduced | not reproduced | not testable | robust | profile | date | run (commit) | report |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     others = ["## Other runs (smoke, overrides): not the papers' verdicts", "",
               "| paper | profile | overrides | date | reproduced | not reproduced | not testable | run (commit) | report |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -508,13 +519,13 @@ def render_index(root: Path, papers: Mapping[str, Any]) -> str:
             others.append(f"| `{name}` | {other['profile']} | {ov} | {other['date']} | "
                           f"{' | '.join(other['counts'])} | {other['run']} | [report]({link}) |")
         if pub is None:
-            out.append(f"| `{name}` | {_cell(title)} | - | - | - | - | - | no full run published yet | - |")
+            out.append(f"| `{name}` | {_cell(title)} | - | - | - | - | - | - | no full run published yet | - |")
             continue
-        out.append(f"| `{name}` | {_cell(title)} | {' | '.join(pub['counts'])} | {pub['profile']} | "
+        out.append(f"| `{name}` | {_cell(title)} | {' | '.join(pub['counts'])} | {pub['robust']} | {pub['profile']} | "
                    f"{pub['date']} | {pub['run']} | [report]({name}/report.md) |")
         if pub["claims"]:
             details += [f"## {name}", ""]
-            details += [f"- **{c['verdict']}**: {_cell(c['claim'])}" for c in pub["claims"]["claims"]]
+            details += [f"- **{c['verdict']}**{_tuning_mark(c)}: {_cell(c['claim'])}" for c in pub["claims"]["claims"]]
             details.append("")
     blocks = out + [""] + details
     if n_others:

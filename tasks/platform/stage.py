@@ -192,6 +192,12 @@ def code_paths(paper: Paper, root: Path = ROOT) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+def shared_code_digest() -> str:
+    """:func:`code_digest` of the shared layers only (no paper module): the code of a result
+    shared by papers, e.g. a cached tuning trial (:class:`tasks.platform.tuning.TrialStore`)."""
+    return code_digest(tuple(_shared_entries(ROOT)))
+
+
 def _py_files(paths: tuple[Path, ...]) -> list[Path]:
     files: list[Path] = []
     for p in paths:

@@ -46,6 +46,19 @@ def test_paper_smoke(name, papers, tmp_path, monkeypatch):
         if st.name.startswith("distill_"):
             m = artifacts.read(results[st.name].path("metrics"))
             assert sorted(m["seeds"]) == ["0", "1"]
+    # issue #17: both verdicts per claim; a tuned arm left at the paper's setting trains identically
+    claims = artifacts.read(results["report"].path("claims"))
+    assert all(c["tuned_verdict"] in ("reproduced", "not reproduced", "not testable at this scale")
+               for c in claims["claims"])
+    assert claims["counts"]["robust"] + claims["counts"]["depends on tuning"] >= 1
+    assert "## Robustness to tuning" in text and "### Hyperparameters: the paper's and tuned" in text
+    tuned = artifacts.read(results["tune"].path("tuned"))
+    assert tuned["budget"]["n_trials"] == 2 and tuned["epochs_per_trial"] == 1
+    assert artifacts.read(results["tune"].path("trials")).num_rows == 2 * len(tuned["arms"])
+    for arm, a in tuned["arms"].items():
+        if a["tuned_is_paper"]:
+            assert results[f"distill_{arm}_tuned"].outputs["weights"]["sha256"] == \
+                results[f"distill_{arm}"].outputs["weights"]["sha256"]
 
 
 def test_arms_must_match_the_paper(papers):

@@ -78,15 +78,55 @@ def test_params_are_checked():
         nmr.NMAuditParams(n_shadow=2)
 
 
+TUNING = {"budget": {"n_trials": 2, "seeds": [0]}, "spaces": {"finetune": {}, "kd": {}}}
+
+
 def test_paper_params_cross_checks():
     from flows.papers.nm_sparsity import NMSparsityParams
 
     with pytest.raises(ValueError, match=r"distill.patterns: '2:8' is not in prune.patterns"):
-        NMSparsityParams(prune={"patterns": ["2:4"]}, distill={"patterns": ["2:8"]})
+        NMSparsityParams(prune={"patterns": ["2:4"]}, distill={"patterns": ["2:8"]}, tuning=TUNING)
     with pytest.raises(ValueError, match=r"audit.vectors = \[4\]: not all in prune.vectors"):
-        NMSparsityParams(audit={"vectors": [4]})
+        NMSparsityParams(audit={"vectors": [4]}, tuning=TUNING)
     with pytest.raises(ValueError, match=r"audit.seeds = \[7, 0\]"):
-        NMSparsityParams(audit={"seeds": [7, 0]})
+        NMSparsityParams(audit={"seeds": [7, 0]}, tuning=TUNING)
+    # issue #17: the recovery arms' search spaces are checked against their params
+    kd_space = {"loss_params.alpha": {"type": "float", "low": 0.1, "high": 1.0}}
+    with pytest.raises(ValueError, match=r"UnknownHyperparameterError: tuning.spaces.kd.loss_params.alpha"):
+        NMSparsityParams(tuning={**TUNING, "spaces": {"finetune": {}, "kd": kd_space}})
+    with pytest.raises(ValueError, match=r"SettingOutsideSpaceError: tuning.spaces.finetune.lr"):
+        NMSparsityParams(tuning={**TUNING, "spaces": {"finetune": {"lr": {"type": "float", "low": 0.1, "high": 1.0}},
+                                                      "kd": {}}})
+    with pytest.raises(ValueError, match=r"tuning.budget.seeds: seed\(s\) \[9\] not in train.seeds"):
+        NMSparsityParams(tuning={**TUNING, "budget": {"seeds": [9]}})
+
+
+def test_recovery_tuning_at_the_paper_setting_reproduces_the_recovery_stages(pipeline):
+    """Trial 0 of each arm is the paper's setting: its validation score is what the fine-tuning
+    and KD stages measure for that variant and seed, and a tuned stage left at the paper's
+    setting gives the very weights of the stage at the paper's settings."""
+    from tasks.platform.tuning import TuningParams
+
+    p = pipeline
+    dp, data = nmr.NMDistillParams(), p["data"]
+    tuning = TuningParams.model_validate({"budget": {"n_trials": 2, "seeds": [1]},
+                                          "spaces": {"finetune": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
+                                                     "kd": {}}})
+    params = {"tuning": tuning, "finetune": FT, "distill": dp, "train": p["tp"]}
+    out = nmr.tune_recovery(params, dense=p["dense"], pruned=p["pruned"], train=data["train"], val=data["val"])
+    tuned, rows = out["tuned"], out["trials"].to_pylist()
+    assert tuned["focus_variant"] == "2:4_v1" and len(rows) == 4
+    ft_metrics = nm.finetune({"finetune": FT, "train": p["tp"]}, pruned=p["pruned"], train=data["train"],
+                             val=data["val"])["metrics"]["final"]
+    assert rows[0]["arm"] == "finetune" and rows[0]["seed_scores"] == [ft_metrics["2:4_v1.1"]["val_acc"]]
+    assert rows[2]["arm"] == "kd" and rows[2]["seed_scores"] == [p["kd"]["metrics"]["variants"]["2:4_v1"]["seeds"]["1"]["val_acc"]]
+    assert tuned["arms"]["kd"]["tuned_is_paper"]
+    again = nmr.distill_pruned_tuned({"distill": dp, "finetune": FT, "train": p["tp"]}, tuned=tuned, dense=p["dense"],
+                                     pruned=p["pruned"], train=data["train"], val=data["val"], test=data["test"])
+    assert all(torch.equal(again["weights"][k], v) for k, v in p["kd"]["weights"].items())
+    stale = {**tuned, "arms": {**tuned["arms"], "kd": {**tuned["arms"]["kd"], "config": {"lr": 1.0}}}}
+    with pytest.raises(ValueError, match="configuration of arm 'kd' does not match"):
+        nmr.distill_pruned_tuned({"distill": dp, "finetune": FT, "train": p["tp"]}, tuned=stale, **{})
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,7 @@ def test_changing_one_param_recomputes_only_downstream(harness):
     paper = PAPERS["nm_sparsity"]
     summary = _run(paper, overrides={"prune": {"patterns": ["1:4"]}})
     computed = {s for s, i in summary["stages"].items() if not (i["cached"] or i["reused"])}
-    steps = ("prune", "finetune", "evaluate", "serve", "distill", "audit")  # everything that reads prune's output
+    steps = ("prune", "finetune", "evaluate", "serve", "distill", "audit", "tune")  # everything that reads prune's output
     expected = {f"{step}_{ds}" for step in steps for ds in ("digits", "mnist1d")}
-    assert computed == expected | {"report"}
+    expected |= {f"{step}_{ds}_tuned" for step in ("finetune", "distill", "evaluate", "audit") for ds in ("digits", "mnist1d")}
+    assert computed == expected | {"report_paper", "report_tuned", "report"}

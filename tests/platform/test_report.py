@@ -124,11 +124,11 @@ def test_publish_and_index(tmp_path) -> None:
 
     artifacts.write(root / "plain" / "report.md", "# no claims.json here\n")
     index = render_index(root, PAPERS)
-    assert "| `toy` | Toy paper (arXiv:2401.00001) | 1 | 0 | 1 | full | 2026-12-01 10:00 UTC | " \
+    assert "| `toy` | Toy paper (arXiv:2401.00001) | 1 | 0 | 1 | - | full | 2026-12-01 10:00 UTC | " \
            "`abcdef1234`, MLflow `run42` | [report](toy/report.md) |" in index
-    assert "| `other` | Other paper | - | - | - | - | - | no full run published yet | - |" in index
+    assert "| `other` | Other paper | - | - | - | - | - | - | no full run published yet | - |" in index
     # a publication that does not say its profile is never shown as the paper's verdict
-    assert "| `plain` | Plain paper | - | - | - | - | - | no full run published yet | - |" in index
+    assert "| `plain` | Plain paper | - | - | - | - | - | - | no full run published yet | - |" in index
     assert "| `plain` | ? | none | ? | ? | ? | ? | `?` | [report](plain/report.md) |" in index
     assert "- **reproduced**: gap <= 1 pt" in index
     md_path = write_index(root, PAPERS)
@@ -183,7 +183,7 @@ def test_a_smoke_report_published_by_older_code_is_not_shown_as_the_verdict(tmp_
     artifacts.write(root / "toy" / "report.md", "# old\n")
     artifacts.write(root / "toy" / "lineage.json", {"lineage": _lineage("smoke"), "stages": []})
     main, others = render_index(root, PAPERS).split("## Other runs", 1)
-    assert "| `toy` | Toy paper (arXiv:2401.00001) | - | - | - | - | - | no full run published yet | - |" in main
+    assert "| `toy` | Toy paper (arXiv:2401.00001) | - | - | - | - | - | - | no full run published yet | - |" in main
     assert "| `toy` | smoke |" in others
 
 
