@@ -239,7 +239,7 @@ def lqer_quantize(params: LQERParams, *, weights: dict[str, Tensor], train_metri
                         l2_bits = wbits + fbits
                         for n in names:
                             _, _, sv_scaled = sdq[n]
-                            sv_plain = torch.linalg.svdvals((mods[n].weight.double() - q_rtn[n].dequant.double()).T)
+                            sv_plain = torch.linalg.svdvals((mods[n].weight.detach().double() - q_rtn[n].dequant.double()).T)
                             svd_rows.append({"seed": seed, "layer": n, "rank": k, "share_scaled": top_share(sv_scaled, k),
                                              "share_plain": top_share(sv_plain, k)})
                         if k == kmax:
