@@ -190,18 +190,22 @@ def outlier_stats(x: Tensor) -> dict[str, float]:
 
 
 class FakeQuantLinear(nn.Module):
-    """``y = Q_a(x) W_hat^T + (Q_a(x) A) B`` : a fake-quantized weight, optional low-rank adapter
-    ``A`` (in, k), ``B`` (k, out) (already fake-quantized by the caller), per-token input quantization."""
+    """``y = Q_a(x R) W_hat^T + (Q_a(x R) A) B`` : a fake-quantized weight, optional low-rank adapter
+    ``A`` (in, k), ``B`` (k, out) (already fake-quantized by the caller), per-token input quantization and
+    an optional online input rotation ``R`` (in, in) (SpinQuant's R4; ``W_hat`` must then hold ``W R``)."""
 
     def __init__(self, weight: Tensor, act_bits: int | None = None, clip: float = 1.0,
-                 a: Tensor | None = None, b: Tensor | None = None):
+                 a: Tensor | None = None, b: Tensor | None = None, rotate: Tensor | None = None):
         super().__init__()
         self.register_buffer("weight", weight.float().contiguous())
         self.register_buffer("a", None if a is None else a.float().contiguous())
         self.register_buffer("b", None if b is None else b.float().contiguous())
+        self.register_buffer("rotate", None if rotate is None else rotate.float().contiguous())
         self.act_bits, self.clip = act_bits, clip
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.rotate is not None:
+            x = x @ self.rotate
         xq = quant_act(x, self.act_bits, self.clip)
         y = xq @ self.weight.T
         return y if self.a is None else y + (xq @ self.a) @ self.b
