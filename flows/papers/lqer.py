@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.papers.lqer import CorpusParams, LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
+from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, TinyLMTrainParams, train_tinylm
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, train_tinylm
 
 
 class LQERPaperParams(BaseModel):

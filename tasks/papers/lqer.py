@@ -31,17 +31,18 @@ from scipy import stats
 from torch import Tensor
 
 from models.tinylm import TinyLM, TinyLMSpec
-from tasks.audit.text_detect import corpus_text, passages
+from tasks.audit.text_detect import corpus_text
 from tasks.evaluation.seeds import claims_metrics, interval_fields, mean_ci, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.quant.fakequant import Quantized, WeightQuant, rtn, weight_bits
 from tasks.quant.tinylm import (
-    PASSAGES_SCHEMA,
+    CorpusParams,
     FakeQuantLinear,
     bits_per_char,
     capture_inputs,
     linear_layers,
     load_tinylm,
+    make_passages,
     outlier_stats,
     quantize_weights,
     split_tokens,
@@ -55,35 +56,9 @@ from tasks.train import torch_threads, unpack_seeds
 # ---------------------------------------------------------------------------------------
 
 
-class CorpusParams(BaseModel):
-    """Passages of the stdlib-docs character corpus (:func:`tasks.audit.text_detect.corpus_text`).
-
-    Attributes:
-        passage_len: characters per passage (model sees ``passage_len - 1`` inputs).
-        n_val, n_test: held-out passages; every remaining passage trains (capped by ``max_train``).
-        max_train: cap on training passages (None: all).
-        seed: passage order.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    passage_len: int = Field(default=129, ge=8)
-    n_val: int = Field(default=100, ge=1)
-    n_test: int = Field(default=300, ge=1)
-    max_train: int | None = Field(default=None, ge=1)
-    seed: int = 0
-
-
 def prepare_corpus(params: CorpusParams) -> dict[str, object]:
-    """The ``passages`` table (``split`` in train/val/test, ``text``): disjoint, seeded order."""
-    ps = passages(corpus_text(), params.passage_len, params.seed)
-    if len(ps) <= params.n_val + params.n_test:
-        raise ValueError(f"corpus has {len(ps)} passages of {params.passage_len} chars; need more than "
-                         f"n_val + n_test = {params.n_val + params.n_test}")
-    test, val, train = ps[: params.n_test], ps[params.n_test : params.n_test + params.n_val], ps[params.n_test + params.n_val :]
-    train = train[: params.max_train] if params.max_train else train
-    rows = [("test", t) for t in test] + [("val", t) for t in val] + [("train", t) for t in train]
-    return {"passages": pa.Table.from_pylist([{"split": s, "text": t} for s, t in rows], schema=PASSAGES_SCHEMA)}
+    """The ``passages`` table of the project's stdlib-docs character corpus (:func:`make_passages`)."""
+    return {"passages": make_passages(params, corpus_text())}
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,40 @@ from tasks.train import pack_seeds, torch_threads
 PASSAGES_SCHEMA = pa.schema([("split", pa.string()), ("text", pa.string())])
 
 
+class CorpusParams(BaseModel):
+    """Passages of a character corpus.
+
+    Attributes:
+        passage_len: characters per passage (the model sees ``passage_len - 1`` inputs).
+        n_val, n_test: held-out passages; every remaining passage trains (capped by ``max_train``).
+        max_train: cap on training passages (None: all).
+        seed: passage order.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passage_len: int = Field(default=129, ge=8)
+    n_val: int = Field(default=100, ge=1)
+    n_test: int = Field(default=300, ge=1)
+    max_train: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+
+def make_passages(params: CorpusParams, text: str) -> pa.Table:
+    """Non-overlapping ``passage_len``-character passages of ``text`` in a seeded order, split into
+    disjoint test / val / train rows (``split``, ``text``)."""
+    n = len(text) // params.passage_len
+    if n <= params.n_val + params.n_test:
+        raise ValueError(f"corpus has {n} passages of {params.passage_len} chars; need more than "
+                         f"n_val + n_test = {params.n_val + params.n_test}")
+    order = np.random.default_rng(params.seed).permutation(n)
+    ps = [text[i * params.passage_len : (i + 1) * params.passage_len] for i in order]
+    test, val, train = ps[: params.n_test], ps[params.n_test : params.n_test + params.n_val], ps[params.n_test + params.n_val :]
+    train = train[: params.max_train] if params.max_train else train
+    rows = [("test", t) for t in test] + [("val", t) for t in val] + [("train", t) for t in train]
+    return pa.Table.from_pylist([{"split": s, "text": t} for s, t in rows], schema=PASSAGES_SCHEMA)
+
+
 class TinyLMTrainParams(BaseModel):
     """Training of the tinylm seeds.
 
