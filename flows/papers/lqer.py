@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, train_tinylm
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
 
 
 class LQERPaperParams(BaseModel):
@@ -30,6 +30,11 @@ class LQERPaperParams(BaseModel):
     train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: LQERParams = LQERParams()
     report: LQERReportParams = LQERReportParams()
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> LQERPaperParams:
+        check_widths(self.train.model, self.quantize.weight, self.quantize.ranks)
+        return self
 
 
 PAPER = register_paper(

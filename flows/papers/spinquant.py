@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, prepare_corpus, report_spinquant, spinquant_quantize
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, train_tinylm
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
 
 
 class SpinQuantPaperParams(BaseModel):
@@ -30,6 +30,11 @@ class SpinQuantPaperParams(BaseModel):
     train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: SpinQuantParams = SpinQuantParams()
     report: SpinQuantReportParams = SpinQuantReportParams()
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> SpinQuantPaperParams:
+        check_widths(self.train.model, self.quantize.weight, ())
+        return self
 
 
 PAPER = register_paper(

@@ -85,6 +85,15 @@ class TinyLMTrainParams(BaseModel):
     threads: int | None = Field(default=None, ge=1)
 
 
+def check_widths(spec: TinyLMSpec, fmt: WeightQuant, ranks: tuple[int, ...] = ()) -> None:
+    """Fail before any work when the weight format's group does not divide a linear's input width
+    (``d_model`` or ``d_ff``) or a rank exceeds the smallest layer width; the error names the value."""
+    for width, what in ((spec.d_model, "d_model"), (spec.d_ff, "d_ff")):
+        fmt.group_for(width, f"{what} linears")
+    if ranks and max(ranks) > min(spec.d_model, spec.d_ff):
+        raise ValueError(f"rank {max(ranks)} > the smallest linear width {min(spec.d_model, spec.d_ff)}")
+
+
 def split_tokens(passages: pa.Table, split: str) -> Tensor:
     """(N, T) int64 tokens of one split of the passages table (equal-length passages)."""
     texts = [t for s, t in zip(passages["split"].to_pylist(), passages["text"].to_pylist()) if s == split]

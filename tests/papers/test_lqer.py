@@ -66,3 +66,26 @@ def test_report_verdicts_follow_the_numbers():
     verdicts = [c["verdict"] for c in bad["claims"]["claims"]]
     assert verdicts[1:4] == ["not reproduced"] * 3
     assert "0/1 linear inputs" in good["report"]
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda r: r["lqer"]["quantize"]["weight"].update(bits=0), "lqer.quantize.weight.bits"),
+    (lambda r: r["lqer"]["quantize"]["weight"].update(bits=17), "lqer.quantize.weight.bits"),
+    (lambda r: r["lqer"]["quantize"]["weight"].update(group=48), "group size 48 does not divide the input width 128"),
+    (lambda r: r["lqer"]["quantize"].update(ranks=[4, 256]), "rank 256 > the smallest linear width 128"),
+    (lambda r: r["lqer"]["train"]["model"].update(n_heads=3), "n_heads=3"),
+    (lambda r: r["spinquant"]["quantize"]["weight"].update(group=100), "group size 100 does not divide"),
+])
+def test_bad_params_are_named_before_any_work(tmp_path, mutate, needle):
+    import yaml
+
+    from flows.papers import discover
+    from tasks.platform.errors import ParamsError
+    from tasks.platform.params import DEFAULT_PARAMS, load_all
+
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=needle.replace("(", r"\(")):
+        load_all({n: p.params_model for n, p in discover().items()}, "full", path)
