@@ -1,7 +1,8 @@
 """spinquant: "SpinQuant: LLM Quantization with Learned Rotations" (Liu et al., arXiv 2405.16406; seed
 ``002_e77702a5ff075a7b.txt``, catalogue ``seed_catalog_B.md`` #201), on tinylm, W4A4 (fake quant).
 
-Arms per model seed: ``fp32``; ``rtn`` (W4A4, no rotation); ``orth`` and ``hadamard``: ``n_draws`` random
+Arms per model seed: ``fp32``; ``rtn`` (W4A4, no rotation); ``smoothquant`` (alpha = 0.5, the
+non-rotation baseline); ``orth`` and ``hadamard``: ``n_draws`` random
 orthogonal / randomized-Hadamard rotations R1 (residual), R2 (per head, V -> O) and R4 (online, before
 ``down_proj``) merged into the weights (:mod:`tasks.quant.rotation`), then W4A4 RTN.
 
@@ -27,7 +28,7 @@ from tasks.audit.text_detect import corpus_text
 from tasks.evaluation.seeds import claims_metrics, interval_fields, mean_ci, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.quant.fakequant import WeightQuant, rtn
-from tasks.quant.rotation import random_hadamard, random_orthogonal, rotate_model, synthetic_rotation_error
+from tasks.quant.rotation import random_hadamard, random_orthogonal, rotate_model, smooth_scales, synthetic_rotation_error
 from tasks.quant.tinylm import (
     CorpusParams,
     FakeQuantLinear,
@@ -73,7 +74,8 @@ class SpinQuantParams(BaseModel):
     Attributes:
         weight: weight format (paper: W4, per channel); act_bits, clip: per-token activations (paper: A4).
         n_draws: rotations drawn per kind and model (issue: >= 30 in the full profile).
-        n_calib: passages for the outlier statistics.
+        n_calib: passages for the outlier statistics and SmoothQuant's scales.
+        smooth_alpha: SmoothQuant's migration strength (the non-rotation baseline arm).
         synthetic: the synthetic layer check.
         threads: torch threads.
     """
@@ -85,6 +87,7 @@ class SpinQuantParams(BaseModel):
     clip: float = Field(default=1.0, gt=0, le=1)
     n_draws: int = Field(default=30, ge=2)
     n_calib: int = Field(default=32, ge=1)
+    smooth_alpha: float = Field(default=0.5, ge=0, le=1)
     synthetic: SyntheticParams = SyntheticParams()
     threads: int | None = Field(default=None, ge=1)
 
@@ -121,6 +124,14 @@ def spinquant_quantize(params: SpinQuantParams, *, weights: dict[str, Tensor], t
                 return layers
 
             rows.append({"seed": seed, "arm": "rtn", "draw": -1, "test_bpc": bits_per_char(swap_linears(model, w4a4(model, None)), test)})
+            # the non-rotation baseline: SmoothQuant (alpha = 0.5), scales applied online as a diagonal
+            mods = linear_layers(model, names)
+            smooth = {}
+            for n in names:
+                w = mods[n].weight.detach().double()
+                sc = smooth_scales(xs[n], w, params.smooth_alpha)
+                smooth[n] = FakeQuantLinear(rtn((w * sc).float(), fmt, n).dequant, ab, clip, rotate=torch.diag(1 / sc))
+            rows.append({"seed": seed, "arm": "smoothquant", "draw": -1, "test_bpc": bits_per_char(swap_linears(model, smooth), test)})
             for kind in ("orth", "hadamard"):
                 for draw in range(params.n_draws):
                     g = torch.Generator().manual_seed(10_000 * seed + 100 * draw + (kind == "hadamard"))
@@ -213,7 +224,10 @@ def report_spinquant(params: SpinQuantReportParams, *, results: pa.Table, outlie
               **({"value": sm, "lo": slo, "hi": shi} if np.isfinite(slo) else {} if not np.isfinite(sm) else {"value": sm})),
     ]
     table = []
-    for arm in ("fp32", "rtn", "orth", "hadamard"):
+    one["smoothquant"] = {r["seed"]: r["test_bpc"] for r in rows if r["arm"] == "smoothquant"}
+    for arm in ("fp32", "rtn", "smoothquant", "orth", "hadamard"):
+        if arm in one and not one[arm]:
+            continue
         vals = [one[arm][s] for s in seeds] if arm in one else [mean_draw[arm][s] for s in seeds]
         m, lo, hi = mean_ci(vals)
         table.append({"arm": arm, "test_bpc": m, "ci_lo": lo, "ci_hi": hi,

@@ -126,3 +126,14 @@ def _student_t(n: int, d: int, df: int, generator: torch.Generator) -> Tensor:
     z = torch.randn(n, d, dtype=torch.float64, generator=generator)
     chi2 = (torch.randn(n, d, df, dtype=torch.float64, generator=generator) ** 2).sum(-1)
     return z / torch.sqrt(chi2 / df)
+
+
+def smooth_scales(x: Tensor, w: Tensor, alpha: float = 0.5) -> Tensor:
+    """SmoothQuant (Xiao et al. 2023, Eq. 4) per-input-channel scales ``s_j = max|X_j|^a / max|W_j|^(1-a)``
+    from calibration inputs ``x`` (n, in) and the weight ``w`` (out, in). The layer then computes
+    ``(x / s) (W s)^T`` (the same function in full precision), with the outlier range moved into the weight."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"SmoothQuant alpha must be in [0, 1], got {alpha}")
+    ax = x.reshape(-1, x.shape[-1]).abs().amax(0).double().clamp_min(1e-5)
+    aw = w.abs().amax(0).double().clamp_min(1e-5)
+    return ax**alpha / aw ** (1 - alpha)

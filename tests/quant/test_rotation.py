@@ -86,3 +86,19 @@ def test_synthetic_check_rotation_helps_only_with_outliers():
             err[outliers, name] = synthetic_rotation_error(rot, n_outliers=outliers, outlier_scale=20.0, generator=g, **kw)
     assert err[4, "hadamard"] < 0.3 * err[4, "identity"], err  # outlier channels: rotation fixes most of the error
     assert err[0, "hadamard"] > 0.5 * err[0, "identity"], err  # no outliers: little to fix
+
+
+def test_smoothquant_preserves_the_function_and_tames_outlier_channels():
+    from tasks.quant.rotation import smooth_scales
+    from tasks.quant.fakequant import quant_act
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 64, dtype=torch.float64, generator=g)
+    x[:, :3] *= 40  # outlier channels
+    w = torch.randn(16, 64, dtype=torch.float64, generator=g) / 8
+    s = smooth_scales(x, w, 0.5)
+    assert torch.allclose((x / s) @ (w * s).T, x @ w.T, atol=1e-9)
+    err = lambda xx, ww: float(((quant_act(xx, 8) @ ww.T - x @ w.T) ** 2).sum() / ((x @ w.T) ** 2).sum())  # noqa: E731
+    assert err(x / s, w * s) < 0.5 * err(x, w)
+    with pytest.raises(ValueError, match="alpha"):
+        smooth_scales(x, w, 1.5)
