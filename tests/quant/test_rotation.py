@@ -9,7 +9,6 @@ from torch import nn
 
 from models.charlm import VOCAB
 from models.tinylm import TinyLM, TinyLMSpec
-from tasks.quant.fakequant import rtn, WeightQuant
 from tasks.quant.rotation import (
     fold_norms,
     hadamard,
