@@ -3,12 +3,12 @@
 Rings, from the ground up (``docs/contract.md``, "Layout")::
 
     tasks.platform < kernels < models < tasks.data_prep, tasks.evaluation < tasks.train
-      < tasks.sparsity | tasks.distill | tasks.audit < tasks.papers.<paper>
+      < tasks.sparsity | tasks.distill | tasks.audit | tasks.quant < tasks.papers.<paper>
       < flows.papers.<paper> < flows.local, flows.interrupt < flows.run
       < tasks.__main__, flows.__main__, flows.entrypoints, flows.server, infra, benchmarks
 
 An import may point down a ring or stay inside its own unit; never up, never sideways between
-the domains (``sparsity``, ``distill``, ``audit``), and never from one paper's modules
+the domains (``sparsity``, ``distill``, ``audit``, ``quant``), and never from one paper's modules
 (``tasks/papers/<p>.py``, ``flows/papers/<p>.py``) to another's. There are no import cycles.
 The checker runs on the real tree and, as its own test, on a small synthetic tree that breaks
 each rule once.

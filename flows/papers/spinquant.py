@@ -1,0 +1,65 @@
+"""SpinQuant on tinylm (seed: Liu et al., "SpinQuant: LLM Quantization with Learned Rotations", arXiv
+2405.16406; catalogue ``../shared/papers/seed_catalog_B.md`` #201; setup in
+``../shared/research/round2_candidates.md`` sec. 2).
+
+Pipeline: prepare (char passages) -> train (tinylm seeds) -> quantize (W4A4 RTN without rotation and with
+random orthogonal / Hadamard R1+R2+R4 draws; outlier statistics; synthetic outlier-layer check) -> report.
+
+Reproduced at our scale if: rotation lowers the W4A4 error (on tinylm when it has outlier inputs, else on
+the synthetic layer; 95 % CI over seeds), and random rotations spread widely. Learned (Cayley) rotations
+are not built yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, prepare_corpus, report_spinquant, spinquant_quantize
+from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
+
+
+class SpinQuantPaperParams(BaseModel):
+    """The ``spinquant`` section of params.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: CorpusParams = CorpusParams()
+    train: TinyLMTrainParams = TinyLMTrainParams()
+    quantize: SpinQuantParams = SpinQuantParams()
+    report: SpinQuantReportParams = SpinQuantReportParams()
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> SpinQuantPaperParams:
+        check_widths(self.train.model, self.quantize.weight, ())
+        return self
+
+
+PAPER = register_paper(
+    Paper(
+        name="spinquant",
+        title="SpinQuant: LLM Quantization with Learned Rotations",
+        arxiv="2405.16406",
+        params_model=SpinQuantPaperParams,
+        module=str(Path(__file__).resolve()),
+        claims=(
+            "rotations narrow the W4A4 gap (outlier-gated)",
+            "random rotations vary widely",
+        ),
+        stages=(
+            Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
+                  schemas={"passages": PASSAGES_SCHEMA}),
+            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
+                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+            Stage("quantize", spinquant_quantize, params=("quantize",),
+                  inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
+                  outputs={"results": "results.parquet", "outliers": "outliers.parquet", "synthetic": "synthetic.parquet"}),
+            Stage("report", report_spinquant, params=("report",),
+                  inputs={"results": "quantize.results", "outliers": "quantize.outliers", "synthetic": "quantize.synthetic",
+                          "train_metrics": "train.metrics"},
+                  outputs={"report": "report.md", "claims": "claims.json", "metrics": "metrics.json"}),
+        ),
+    )
+)

@@ -1,0 +1,288 @@
+"""tinylm in the pipeline: training, held-out bits/char, calibration inputs, outlier statistics and
+running a model with fake-quantized linears (RTN / GPTQ, optional low-rank adapters, quantized inputs).
+
+The corpus comes in as a passages table (``split``, ``text``): built by the paper's prepare stage from the
+text corpus the project already builds (:func:`tasks.audit.text_detect.corpus_text`), so this domain does
+not import another domain.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from models.charlm import encode
+from models.tinylm import TinyLM, TinyLMSpec
+from tasks.platform.errors import ArtifactError
+from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
+from tasks.train import pack_seeds, torch_threads
+
+PASSAGES_SCHEMA = pa.schema([("split", pa.string()), ("text", pa.string())])
+
+
+class CorpusParams(BaseModel):
+    """Passages of a character corpus.
+
+    Attributes:
+        passage_len: characters per passage (the model sees ``passage_len - 1`` inputs).
+        n_val, n_test: held-out passages; every remaining passage trains (capped by ``max_train``).
+        max_train: cap on training passages (None: all).
+        seed: passage order.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passage_len: int = Field(default=129, ge=8)
+    n_val: int = Field(default=100, ge=1)
+    n_test: int = Field(default=300, ge=1)
+    max_train: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+
+def make_passages(params: CorpusParams, text: str) -> pa.Table:
+    """Non-overlapping ``passage_len``-character passages of ``text`` in a seeded order, split into
+    disjoint test / val / train rows (``split``, ``text``)."""
+    n = len(text) // params.passage_len
+    if n <= params.n_val + params.n_test:
+        raise ValueError(f"corpus has {n} passages of {params.passage_len} chars; need more than "
+                         f"n_val + n_test = {params.n_val + params.n_test}")
+    order = np.random.default_rng(params.seed).permutation(n)
+    ps = [text[i * params.passage_len : (i + 1) * params.passage_len] for i in order]
+    test, val, train = ps[: params.n_test], ps[params.n_test : params.n_test + params.n_val], ps[params.n_test + params.n_val :]
+    train = train[: params.max_train] if params.max_train else train
+    rows = [("test", t) for t in test] + [("val", t) for t in val] + [("train", t) for t in train]
+    return pa.Table.from_pylist([{"split": s, "text": t} for s, t in rows], schema=PASSAGES_SCHEMA)
+
+
+class TinyLMTrainParams(BaseModel):
+    """Training of the tinylm seeds.
+
+    Attributes:
+        model: architecture.
+        seeds: one model per seed.
+        steps: AdamW steps; warmup: linear warmup steps, then cosine decay to 10 %.
+        batch_size: passages per step; lr, weight_decay: AdamW.
+        threads: torch intra-op threads (None: $REPROLAB_TORCH_THREADS or 1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: TinyLMSpec = TinyLMSpec()
+    seeds: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1)
+    steps: int = Field(default=600, ge=1)
+    warmup: int = Field(default=30, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    threads: int | None = Field(default=None, ge=1)
+
+
+def check_widths(spec: TinyLMSpec, fmt: WeightQuant, ranks: tuple[int, ...] = ()) -> None:
+    """Fail before any work when the weight format's group does not divide a linear's input width
+    (``d_model`` or ``d_ff``) or a rank exceeds the smallest layer width; the error names the value."""
+    for width, what in ((spec.d_model, "d_model"), (spec.d_ff, "d_ff")):
+        fmt.group_for(width, f"{what} linears")
+    if ranks and max(ranks) > min(spec.d_model, spec.d_ff):
+        raise ValueError(f"rank {max(ranks)} > the smallest linear width {min(spec.d_model, spec.d_ff)}")
+
+
+def split_tokens(passages: pa.Table, split: str) -> Tensor:
+    """(N, T) int64 tokens of one split of the passages table (equal-length passages)."""
+    texts = [t for s, t in zip(passages["split"].to_pylist(), passages["text"].to_pylist()) if s == split]
+    if not texts:
+        raise ArtifactError(f"passages: no rows of split {split!r}")
+    if len({len(t) for t in texts}) != 1:
+        raise ArtifactError(f"passages: split {split!r} has passages of different lengths")
+    return torch.stack([encode(t) for t in texts])
+
+
+@torch.no_grad()
+def bits_per_char(model: nn.Module, tokens: Tensor, batch: int = 64) -> float:
+    """Mean next-character cross-entropy in bits over every predicted position of ``tokens`` (N, T)."""
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(tokens), batch):
+        b = tokens[i : i + batch]
+        logits = model(b[:, :-1])
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1), reduction="sum"))
+        n += b[:, 1:].numel()
+    return total / n / math.log(2)
+
+
+def fit_tinylm(params: TinyLMTrainParams, train: Tensor, seed: int) -> tuple[TinyLM, list[float]]:
+    """One seed: AdamW with warmup + cosine on random batches of whole passages; returns (model, loss curve)."""
+    if train.shape[1] - 1 > params.model.max_len:
+        raise ValueError(f"passage length {train.shape[1]} exceeds model.max_len + 1 = {params.model.max_len + 1}")
+    torch.manual_seed(seed)
+    model = TinyLM(params.model)
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=params.lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < params.warmup:
+            return (step + 1) / params.warmup
+        frac = (step - params.warmup) / max(1, params.steps - params.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    g = torch.Generator().manual_seed(seed)
+    curve = []
+    model.train()
+    for step in range(params.steps):
+        b = train[torch.randint(0, len(train), (params.batch_size,), generator=g)]
+        logits = model(b[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == params.steps - 1:
+            curve.append(float(loss.detach()) / math.log(2))
+    model.eval()
+    return model, curve
+
+
+def train_tinylm(params: TinyLMTrainParams, *, passages: pa.Table) -> dict[str, object]:
+    """Stage core: train one tinylm per seed on the ``train`` split; bits/char on ``val`` and ``test``.
+
+    Returns ``weights`` (``"<seed>.<HF name>"``) and ``metrics`` (per seed: val/test bits/char, train
+    seconds, loss curve in bits; plus the parameter count and the spec).
+    """
+    train, val, test = (split_tokens(passages, s) for s in ("train", "val", "test"))
+    per_seed, metrics = {}, {}
+    with torch_threads(params.threads):
+        for seed in params.seeds:
+            t0 = time.perf_counter()
+            model, curve = fit_tinylm(params, train, seed)
+            secs = time.perf_counter() - t0
+            per_seed[seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            metrics[str(seed)] = {"val_bpc": bits_per_char(model, val), "test_bpc": bits_per_char(model, test),
+                                  "train_s": secs, "curve_bpc": curve}
+    n_params = sum(v.numel() for v in per_seed[params.seeds[0]].values())
+    return {"weights": pack_seeds(per_seed),
+            "metrics": {"seeds": metrics, "n_params": n_params, "spec": params.model.model_dump(),
+                        "train_s_mean": float(np.mean([m["train_s"] for m in metrics.values()])),
+                        "test_bpc_mean": float(np.mean([m["test_bpc"] for m in metrics.values()]))}}
+
+
+def load_tinylm(spec: TinyLMSpec, sd: dict[str, Tensor], what: str) -> TinyLM:
+    """A TinyLM from a state dict (strict; the error names ``what``)."""
+    model = TinyLM(spec)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        raise ArtifactError(f"{what}: weights do not match the tinylm spec {spec.model_dump()}: {err}") from None
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------
+# calibration inputs and outlier statistics
+# ---------------------------------------------------------------------------------------
+
+
+def linear_layers(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
+    """``{name: module}``; raises ValueError naming the first missing layer (e.g. a model of another architecture)."""
+    mods = dict(model.named_modules())
+    missing = [n for n in names if n not in mods]
+    if missing:
+        raise ValueError(f"model has no layer {missing[0]!r} (expected a tinylm with HF Llama names)")
+    return {n: mods[n] for n in names}
+
+
+@torch.no_grad()
+def capture_inputs(model: nn.Module, tokens: Tensor, names: list[str]) -> dict[str, Tensor]:
+    """Inputs of the named linears on a forward of ``tokens`` -> ``{name: (B*T, in)}`` fp32."""
+    got: dict[str, list[Tensor]] = {n: [] for n in names}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, n=n: got[n].append(args[0].detach().reshape(-1, args[0].shape[-1])))
+             for n, m in linear_layers(model, names).items()]
+    try:
+        model(tokens[:, :-1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: torch.cat(v) for n, v in got.items()}
+
+
+def outlier_stats(x: Tensor) -> dict[str, float]:
+    """Outlier statistics of one linear's inputs ``x`` (n, in).
+
+    ``kurtosis``: Pearson kurtosis of all entries (3 for a Gaussian); ``rms_ratio``: max over input
+    channels of the per-channel RMS divided by its median (1 = no outlier channel).
+    """
+    x = x.double()
+    z = x.flatten() - x.mean()
+    kurt = float((z**4).mean() / (z**2).mean() ** 2)
+    rms = x.pow(2).mean(0).sqrt()
+    return {"kurtosis": kurt, "rms_ratio": float(rms.max() / rms.median().clamp_min(1e-12))}
+
+
+# ---------------------------------------------------------------------------------------
+# fake-quantized execution
+# ---------------------------------------------------------------------------------------
+
+
+class FakeQuantLinear(nn.Module):
+    """``y = Q_a(x R) W_hat^T + (Q_a(x R) A) B`` : a fake-quantized weight, optional low-rank adapter
+    ``A`` (in, k), ``B`` (k, out) (already fake-quantized by the caller), per-token input quantization and
+    an optional online input rotation ``R`` (in, in) (SpinQuant's R4; ``W_hat`` must then hold ``W R``)."""
+
+    def __init__(self, weight: Tensor, act_bits: int | None = None, clip: float = 1.0,
+                 a: Tensor | None = None, b: Tensor | None = None, rotate: Tensor | None = None):
+        super().__init__()
+        self.register_buffer("weight", weight.float().contiguous())
+        self.register_buffer("a", None if a is None else a.float().contiguous())
+        self.register_buffer("b", None if b is None else b.float().contiguous())
+        self.register_buffer("rotate", None if rotate is None else rotate.float().contiguous())
+        self.act_bits, self.clip = act_bits, clip
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.rotate is not None:
+            x = x @ self.rotate
+        xq = quant_act(x, self.act_bits, self.clip)
+        y = xq @ self.weight.T
+        return y if self.a is None else y + (xq @ self.a) @ self.b
+
+
+def swap_linears(model: nn.Module, layers: dict[str, nn.Module]) -> nn.Module:
+    """A deep copy of ``model`` with the named submodules replaced by ``layers[name]``."""
+    model = copy.deepcopy(model)
+    for name, new in layers.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new)
+    return model
+
+
+def quantize_weights(model: TinyLM, calib: Tensor, fmt: WeightQuant, method: str, *,
+                     percdamp: float = 0.01, blocksize: int = 128, act_order: bool = False) -> dict[str, Quantized]:
+    """Quantize every decoder linear (the embedding and ``lm_head`` stay fp32, as GPTQ's Llama script does).
+
+    ``method``: ``"rtn"`` or ``"gptq"``. GPTQ runs decoder layer by decoder layer as ``llama.py`` does: the
+    Hessians of layer ``i`` come from inputs computed with layers ``< i`` already quantized.
+    """
+    if method not in ("rtn", "gptq"):
+        raise ValueError(f"unknown weight quantization method {method!r}; known: ['gptq', 'rtn']")
+    names = model.linear_names()
+    mods = linear_layers(model, names)
+    if method == "rtn":
+        return {n: rtn(mods[n].weight.detach(), fmt, what=n) for n in names}
+    out: dict[str, Quantized] = {}
+    work = model
+    for i in range(model.spec.n_layers):
+        layer_names = [n for n in names if n.startswith(f"model.layers.{i}.")]
+        xs = capture_inputs(work, calib, layer_names)
+        for n in layer_names:
+            out[n] = gptq(mods[n].weight.detach(), hessian(xs[n]), fmt, blocksize=blocksize, percdamp=percdamp,
+                          act_order=act_order, what=n)
+        work = swap_linears(work, {n: FakeQuantLinear(out[n].dequant) for n in layer_names})
+    return out

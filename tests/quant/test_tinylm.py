@@ -1,0 +1,106 @@
+"""tinylm: HF Llama names, causality, RoPE, training + bits/char, outlier statistics, quantized execution."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from models.charlm import VOCAB
+from models.tinylm import TinyLM, TinyLMSpec, rotate_half, rope_tables
+from tasks.quant.fakequant import WeightQuant
+from tasks.quant.tinylm import (
+    FakeQuantLinear,
+    TinyLMTrainParams,
+    bits_per_char,
+    capture_inputs,
+    fit_tinylm,
+    outlier_stats,
+    quantize_weights,
+    swap_linears,
+)
+
+SPEC = TinyLMSpec(d_model=32, n_heads=2, n_layers=2, d_ff=64, max_len=32)
+
+
+def test_parameter_names_are_hf_llama():
+    names = set(TinyLM(SPEC).state_dict())
+    expected = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    for i in range(2):
+        p = f"model.layers.{i}."
+        expected |= {p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
+        expected |= {p + f"self_attn.{n}_proj.weight" for n in "qkvo"}
+        expected |= {p + f"mlp.{n}_proj.weight" for n in ("gate", "up", "down")}
+    assert names == expected
+    sd = TinyLM(SPEC).state_dict()
+    assert sd["lm_head.weight"].shape == (VOCAB, 32) and sd["model.layers.0.mlp.down_proj.weight"].shape == (32, 64)
+    assert sd["lm_head.weight"].data_ptr() != sd["model.embed_tokens.weight"].data_ptr()  # untied
+
+
+def test_causal_and_position_aware():
+    torch.manual_seed(0)
+    m = TinyLM(SPEC).eval()
+    x = torch.randint(0, VOCAB, (2, 12))
+    y = x.clone()
+    y[:, 8:] = (y[:, 8:] + 1) % VOCAB
+    with torch.no_grad():
+        a, b = m(x), m(y)
+    assert torch.allclose(a[:, :8], b[:, :8], atol=1e-6)  # the future does not leak
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_rope_is_a_rotation_whose_dot_products_depend_on_offset_only():
+    cos, sin = rope_tables(8, 16, 10000.0)
+    q, k = torch.randn(8), torch.randn(8)
+    rot = lambda v, p: v * cos[p] + rotate_half(v) * sin[p]  # noqa: E731
+    assert torch.allclose(rot(q, 5).norm(), q.norm(), atol=1e-5)
+    assert torch.allclose(rot(q, 7) @ rot(k, 3), rot(q, 6) @ rot(k, 2), atol=1e-5)
+
+
+def test_bad_spec_and_length():
+    with pytest.raises(ValidationError, match="n_heads"):
+        TinyLMSpec(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="max_len"):
+        TinyLM(SPEC)(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_training_lowers_bits_per_char():
+    text = ("the quick brown fox jumps over the lazy dog. " * 40)
+    data = torch.stack([torch.tensor([ord(c) - 31 for c in text[i : i + 25]]) for i in range(0, 900, 25)])
+    params = TinyLMTrainParams(model=SPEC, seeds=(0,), steps=60, warmup=5, batch_size=8, lr=0.01)
+    before = bits_per_char(TinyLM(SPEC), data)
+    model, curve = fit_tinylm(params, data, 0)
+    after = bits_per_char(model, data)
+    assert before > math.log2(VOCAB) - 0.5 and after < 0.5 * before, (before, after)
+    assert len(curve) >= 2
+
+
+def test_outlier_stats():
+    torch.manual_seed(0)
+    x = torch.randn(20000, 16)
+    s = outlier_stats(x)
+    assert s["kurtosis"] == pytest.approx(3.0, abs=0.1) and s["rms_ratio"] < 1.2
+    x[:, 3] *= 50
+    s = outlier_stats(x)
+    assert s["rms_ratio"] == pytest.approx(50, rel=0.1) and s["kurtosis"] > 10
+
+
+def test_capture_quantize_and_swap():
+    torch.manual_seed(0)
+    m = TinyLM(SPEC).eval()
+    calib = torch.randint(0, VOCAB, (4, 17))
+    xs = capture_inputs(m, calib, ["model.layers.1.mlp.down_proj"])
+    assert xs["model.layers.1.mlp.down_proj"].shape == (4 * 16, 64)
+    with pytest.raises(ValueError, match="no layer 'model.layers.5.mlp.up_proj'"):
+        capture_inputs(m, calib, ["model.layers.5.mlp.up_proj"])
+    with pytest.raises(ValueError, match="unknown weight quantization method 'awq'"):
+        quantize_weights(m, calib, WeightQuant(), "awq")
+    for method in ("rtn", "gptq"):
+        q = quantize_weights(m, calib, WeightQuant(bits=8, group=16), method)
+        assert set(q) == set(m.linear_names())
+        qm = swap_linears(m, {n: FakeQuantLinear(q[n].dequant) for n in q})
+        with torch.no_grad():
+            assert torch.allclose(qm(calib), m(calib), atol=5e-3)  # 8-bit: close to fp
+        assert isinstance(m.model.layers[0].mlp.down_proj, torch.nn.Linear)  # the input model is untouched
