@@ -99,7 +99,7 @@ def _sklearn_model(family: str, cap: float, seed: int):
     raise MultiplicityError(f"unknown model family {family!r}")
 
 
-def _subsample(train: pa.Table, fraction: float, seed: int) -> pa.Table:
+def subsample(train: pa.Table, fraction: float, seed: int) -> pa.Table:
     if fraction >= 1.0:
         return train
     from sklearn.model_selection import train_test_split
@@ -154,7 +154,7 @@ def build_zoo(params: ZooParams, *, train: pa.Table, val: pa.Table, test: pa.Tab
             for frac in params.fractions:
                 for seed in params.seeds:
                     name = f"{family}-{cap:g}-f{frac:g}-s{seed}"
-                    sub = _subsample(train, frac, seed)
+                    sub = subsample(train, frac, seed)
                     t0 = time.perf_counter()
                     probs = _fit_one(family, cap, seed, sub, val, n_classes, xs, params.mlp_optim)
                     secs = time.perf_counter() - t0
