@@ -1,4 +1,4 @@
-"""predictive_churn and psn_irt end to end on their smoke profiles (stage shell, no Prefect)."""
+"""predictive_churn, psn_irt and uncertainty_measures end to end on their smoke profiles (stage shell, no Prefect)."""
 
 import math
 
@@ -26,3 +26,12 @@ def test_psn_irt_smoke_reports_every_claim(smoke_results):
     assert {x["method"] for x in rec} == {"psn_irt", "2pl_map", "girth_2pl_mml"}
     models = artifacts.read(r["zoo_digits"].path("models"))
     assert models.num_rows == 5 * 2 * 2  # smoke zoo: 5 (family, capacity) x 2 seeds x 2 fractions
+
+
+def test_uncertainty_measures_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("uncertainty_measures")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert len(claims) == 3 and all(c["verdict"] in VERDICTS for c in claims)
+    scores = artifacts.read(r["measures_digits"].path("scores"))
+    assert set(scores.column("measure").to_pylist()) == {"A", "B", "C", "D"}
+    assert all(math.isnan(v) or 0 <= v <= 1 for v in scores.column("auroc").to_pylist())
