@@ -25,7 +25,7 @@ def test_psn_irt_smoke_reports_every_claim(smoke_results):
     rec = artifacts.read(r["recover"].path("recovery")).to_pylist()
     assert {x["method"] for x in rec} == {"psn_irt", "2pl_map", "girth_2pl_mml"}
     models = artifacts.read(r["zoo_digits"].path("models"))
-    assert models.num_rows == 5 * 2 * 2  # smoke zoo: 5 (family, capacity) x 2 seeds x 2 fractions
+    assert models.num_rows == 7 * 2 * 2  # smoke zoo: 7 (family, capacity) x 2 seeds x 2 fractions
 
 
 def test_uncertainty_measures_smoke_reports_every_claim(smoke_results):
