@@ -24,7 +24,7 @@ from pathlib import Path
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PAPERS = ("dropout_rashomon", "predictive_churn", "uncertainty_measures", "psn_irt")
+PAPERS = ("dropout_rashomon", "predictive_churn", "uncertainty_measures", "oko", "psn_irt")
 SIZES = {  # profile -> (seeds, retrain models, per_rate, epochs, max_samples)
     "smoke": (2, 3, 10, 4, 300),
     "full": (5, 20, 100, 30, None),

@@ -1,4 +1,4 @@
-# Predictive multiplicity, uncertainty and IRT (issue 16): dropout_rashomon, predictive_churn, uncertainty_measures, psn_irt.
+# Predictive multiplicity, uncertainty, calibration and IRT (issue 16): dropout_rashomon, predictive_churn, uncertainty_measures, oko, psn_irt.
 .PHONY: multiplicity-smoke bench-multiplicity test-multiplicity
 
 multiplicity-smoke: install  ## sampler micro-benchmark + the multiplicity pipelines on the smoke profile (timed)

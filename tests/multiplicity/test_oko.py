@@ -45,3 +45,12 @@ def test_bad_sets_are_refused():
         oko.oko_loss(torch.zeros(1, 3, 2), torch.tensor([[0, 1, 1]]))
     with pytest.raises(MultiplicityError, match="a class with >= 2"):
         oko.make_sets(np.array([0, 1, 2]), 5, 1, np.random.default_rng(0))
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    from tasks.papers.oko import fit_temperature
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 5, generator=g) * 2
+    y = torch.multinomial(torch.softmax(z, -1), 1, generator=g)[:, 0]
+    assert fit_temperature(z * 3.0, y) == pytest.approx(3.0, rel=0.1)  # logits 3x too sharp -> T ~ 3

@@ -35,3 +35,12 @@ def test_uncertainty_measures_smoke_reports_every_claim(smoke_results):
     scores = artifacts.read(r["measures_digits"].path("scores"))
     assert set(scores.column("measure").to_pylist()) == {"A", "B", "C", "D"}
     assert all(math.isnan(v) or 0 <= v <= 1 for v in scores.column("auroc").to_pylist())
+
+
+def test_oko_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("oko")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert len(claims) == 3 and all(c["verdict"] in VERDICTS for c in claims)
+    assert "identical parameter counts" in claims[2]["measured"]
+    cells = artifacts.read(r["cells_digits"].path("cells"))
+    assert set(cells.column("arm").to_pylist()) == {"ce", "ce_ls", "ce_ts", "oko_hard", "oko_soft"}
