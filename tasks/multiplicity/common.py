@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import torch
 from pydantic import BaseModel, ConfigDict, model_validator
-from torch.nn import functional as F
 
 from tasks.data_prep import DataParams, prepare, split_schema_check
 from tasks.errors import ReprolabError
@@ -50,10 +48,6 @@ def prepare_stage(ds: str) -> Stage:
 
 def split_inputs(ds: str, splits: Sequence[str] = ("train", "val", "test")) -> dict[str, str]:
     return {s: f"prepare_{ds}.{s}" for s in splits}
-
-
-def softmax_np(logits: torch.Tensor) -> np.ndarray:
-    return F.softmax(logits.double(), dim=-1).numpy()
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:

@@ -1,7 +1,6 @@
 """The model zoo: every family, probabilities per item on val (reference) and test, read back."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
