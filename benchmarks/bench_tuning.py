@@ -1,6 +1,6 @@
 """Cost of fair comparisons (issue #17): what the equal-budget tuning adds to each paper.
 
-Runs every stage of each paper through the stage shell (``tasks.stage.run_stage``, as Prefect
+Runs every stage of each paper through the stage shell (``tasks.platform.stage.run_stage``, as Prefect
 and DVC do) in a fresh store (nothing cached, trial cache empty) and splits the wall time into
 the paper's own stages (arms at the paper's settings, the paper's report) and the stages
 tuning adds (``tune``/``tune_<dataset>``, ``*_tuned``: the tuned arms, their evaluation and the

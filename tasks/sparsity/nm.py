@@ -254,7 +254,7 @@ def evaluate(
     ``nm_matmul`` on the test inputs of that layer's width against dense matmul with zeros.
 
     Returns:
-        ``results`` (``RESULTS_SCHEMA``), ``predictions`` (item level, see tasks.evaluate).
+        ``results`` (``RESULTS_SCHEMA``), ``predictions`` (item level, see tasks.train.evaluate_classifier).
     """
 
     n_classes = num_classes(test)

@@ -1,0 +1,46 @@
+"""predictive_churn, psn_irt and uncertainty_measures end to end on their smoke profiles (stage shell, no Prefect)."""
+
+import math
+
+from tasks.platform import artifacts
+from tasks.platform.report import VERDICTS
+
+
+def test_churn_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("predictive_churn")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert len(claims) == 4 and all(c["verdict"] in VERDICTS for c in claims)
+    for ds in ("digits", "mnist1d", "breast_cancer"):
+        t = artifacts.read(r[f"churn_{ds}"].path("churn")).to_pylist()
+        for row in t:
+            assert row["set_size"] >= 1  # the base is always in its own epsilon set
+            assert 0 <= row["churn_retained"] <= 1 and 0 <= row["churn_plain"] <= 1
+            assert math.isnan(row["auroc"]) or 0 <= row["auroc"] <= 1
+
+
+def test_psn_irt_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("psn_irt")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert [c["verdict"] in VERDICTS for c in claims] == [True] * 4
+    rec = artifacts.read(r["recover"].path("recovery")).to_pylist()
+    assert {x["method"] for x in rec} == {"psn_irt", "2pl_map", "girth_2pl_mml"}
+    models = artifacts.read(r["zoo_digits"].path("models"))
+    assert models.num_rows == 7 * 2 * 2  # smoke zoo: 7 (family, capacity) x 2 seeds x 2 fractions
+
+
+def test_uncertainty_measures_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("uncertainty_measures")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert len(claims) == 3 and all(c["verdict"] in VERDICTS for c in claims)
+    scores = artifacts.read(r["measures_digits"].path("scores"))
+    assert set(scores.column("measure").to_pylist()) == {"A", "B", "C", "D"}
+    assert all(math.isnan(v) or 0 <= v <= 1 for v in scores.column("auroc").to_pylist())
+
+
+def test_oko_smoke_reports_every_claim(smoke_results):
+    r = smoke_results("oko")
+    claims = artifacts.read(r["report"].path("claims"))["claims"]
+    assert len(claims) == 3 and all(c["verdict"] in VERDICTS for c in claims)
+    assert "identical parameter counts" in claims[2]["measured"]
+    cells = artifacts.read(r["cells_digits"].path("cells"))
+    assert set(cells.column("arm").to_pylist()) == {"ce", "ce_ls", "ce_ts", "oko_hard", "oko_soft"}
