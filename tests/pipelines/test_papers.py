@@ -1,4 +1,4 @@
-"""End to end: every registered paper on its smoke profile under Prefect's test harness.
+"""End to end: every registered paper on its smoke profile under a real Prefect server on 127.0.0.1.
 
 Checks the artifacts, metrics and MLflow runs it logged, that a second run recomputes
 nothing with the same metrics, and (nm_sparsity) that changing one param recomputes only
@@ -7,10 +7,11 @@ the stages downstream of it.
 
 import math
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.papers import discover
 from flows.run import build_flow
@@ -21,9 +22,38 @@ PAPERS = discover()
 
 
 @pytest.fixture(scope="session")
-def harness():
-    with prefect_test_harness(server_startup_timeout=180):
+def harness(tmp_path_factory):
+    """A real Prefect server on 127.0.0.1 (free port, own PREFECT_HOME) for this session's flows.
+
+    NOTE: not ``prefect_test_harness``: its teardown drains queued logs and events with no
+    timeout, and once hung a CI session for over 15 minutes after every test had passed.
+    Here the drain has a timeout and the server is killed by process group.
+    """
+    from flows import local
+    from prefect.context import refresh_global_settings_context
+
+    from tests.flows.conftest import free_port, start, stop, wait_http
+
+    logs = tmp_path_factory.mktemp("pipelines-prefect")
+    (logs / "home").mkdir()
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(logs / "home"), PREFECT_API_URL=api)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    server = start([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], logs / "server.log", env)
+    before = os.environ.get("PREFECT_API_URL")
+    try:
+        wait_http(f"{api}/health", server, logs / "server.log")
+        local.use_api_url(api)
         yield
+        local.drain_prefect(timeout=10)
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+        refresh_global_settings_context()
+        stop(server)
 
 
 @pytest.fixture(scope="session")
