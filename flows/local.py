@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tasks.platform.errors import ReprolabError
 from tasks.platform.params import ROOT
+from tasks.platform.process import pid_alive
 
 STATE_FILE = "reprolab-server.json"
 DEFAULT_PORT = 4200
@@ -66,16 +67,6 @@ def healthy(api_url: str, timeout: float = 1.0, auth: str | None = None) -> bool
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def project_server_url(timeout: float = 1.0) -> str | None:
     """API URL of this project's running Prefect server (see :mod:`flows.server`), or ``None``."""
     path = prefect_home() / STATE_FILE
@@ -84,7 +75,7 @@ def project_server_url(timeout: float = 1.0) -> str | None:
         url, pid = str(info["api_url"]), int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _pid_alive(pid) or not healthy(url, timeout):
+    if not pid_alive(pid) or not healthy(url, timeout):
         return None
     return url
 
@@ -226,7 +217,7 @@ def mark_stale_runs() -> list[str]:
             if tag is None:
                 continue
             _, run_host, pid = tag.rsplit(":", 2)
-            if run_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            if run_host != host or not pid.isdigit() or pid_alive(int(pid)):
                 continue
             reason = (f"process {pid} on {host} ended without reporting (killed or interrupted); "
                       f"marked by a later run (pid {os.getpid()})")

@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 from flows import local
+from tasks.platform.process import pid_alive
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
@@ -84,7 +85,7 @@ def _exit_with(pid: int, interval: float = 1.0) -> None:
     import time
 
     def watch() -> None:
-        while local._pid_alive(pid):
+        while pid_alive(pid):
             time.sleep(interval)
         os.kill(os.getpid(), signal.SIGTERM)
 

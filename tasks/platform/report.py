@@ -321,7 +321,7 @@ def _publish_lock(root: Path):
 
 
 def _pid_gone(name: str) -> bool:
-    from tasks.platform.tracking import pid_alive
+    from tasks.platform.process import pid_alive
 
     pid = name.split(".")[-3]  # .<name>.<pid>.<ns>.staging / .old
     return pid.isdigit() and not pid_alive(int(pid))

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from tasks.platform import artifacts
 from tasks.platform.errors import ArtifactError, ReprolabError
 from tasks.platform.params import ROOT, get_path, params_hash
+from tasks.platform.process import pid_alive
 
 Schema = pa.Schema | Callable[[pa.Table, str], None]
 # The shared layers every stage's code hash and dvc.yaml deps cover; a paper's own modules
@@ -476,23 +477,13 @@ def _key_lock(final: Path):
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_staging(final: Path) -> None:
     """Delete staging dirs of ``final`` left by a killed process (never a live one's)."""
     if not final.parent.is_dir():
         return
     for d in final.parent.glob(f".{final.name}.*.partial"):
         pid = int(d.name.split(".")[2])
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(d, ignore_errors=True)
 
 

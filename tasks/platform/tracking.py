@@ -45,6 +45,7 @@ from pydantic import BaseModel
 
 from tasks.platform.errors import ReprolabError
 from tasks.platform.params import ROOT, params_hash
+from tasks.platform.process import pid_alive, proc_start
 
 PACKAGES = ("torch", "lightning", "prefect", "mlflow", "dvc", "numpy", "pandas", "pyarrow", "pydantic", "triton")
 MAX_ARTIFACT_BYTES = 50 * 2**20
@@ -228,30 +229,10 @@ def ensure_store(uri: str | None = None) -> None:
     )
 
 
-# PLATFORM: processes, Prefect context, metric shapes -------------------------------------------
-def _proc_start(pid: int) -> str:
-    """Start time of ``pid`` in clock ticks since boot (Linux ``/proc``), or "" where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def pid_alive(pid: int, start: str = "") -> bool:
-    """Whether process ``pid`` runs (and, given its recorded ``start``, is the same process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not (start and _proc_start(pid) and _proc_start(pid) != start)
-
-
+# PLATFORM: processes (tasks.platform.process), Prefect context, metric shapes ------------------
 def process_tags() -> dict[str, str]:
     """Who owns a run while it is RUNNING: pid, its start time and the host."""
-    return {"reprolab.pid": str(os.getpid()), "reprolab.pid_start": _proc_start(os.getpid()),
+    return {"reprolab.pid": str(os.getpid()), "reprolab.pid_start": proc_start(os.getpid()),
             "reprolab.host": socket.gethostname()}
 
 
