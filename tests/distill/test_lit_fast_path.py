@@ -1,4 +1,4 @@
-"""``tasks.train.fit`` (Lightning Fabric) equals a plain torch loop bit for bit (cleanrl's
+"""``tasks.train.fit`` (Lightning Fabric) equals a plain torch loop (bit for bit on the box it was written on; to float32 round-off elsewhere) (cleanrl's
 fast-vs-loop parity test), with and without fixed masks."""
 
 import pytest
@@ -70,19 +70,24 @@ def plain_fit(model, optim, train, val, seed, masks=None):
 @pytest.mark.parametrize("batch_size", [32, 30])  # 180 training rows: 30 divides them
 def test_fit_equals_plain_torch_loop(data, masks, batch_size):
     """One optimiser step per batch in the loader's order, validation after every epoch:
-    weights and history bit-identical to the bare loop; masked weights stay exactly zero."""
+    weights and history equal to the bare loop (to float32 round-off); masked weights stay exactly zero."""
     optim = OptimParams(max_epochs=3, batch_size=batch_size, lr=1e-2)
     model = init_model(ModelSpec(hidden=(16,)), data["train"], 10, 0)
     ref = init_model(ModelSpec(hidden=(16,)), data["train"], 10, 0)
     m = every_other(model) if masks else None
     history = fit(model, optim, data["train"], data["val"], 0, masks=m)
     ref_history = plain_fit(ref, optim, data["train"], data["val"], 0, masks=m)
-    assert history == ref_history
+    # NOTE: bit-identical on the Xeon box this was written on; on a Zen 4 (AVX-512) box the same
+    # code differs in the last float32 bits (measured: weights 4.5e-8 abs, train loss 2.4e-7 rel,
+    # after 3 epochs), in the baseline checkout too: a kernel path of the CPU, not of fit. So the
+    # tolerance is float32 round-off, far below any difference a wrong step order would make.
+    for got, want in zip(history, ref_history, strict=True):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     sd = model.state_dict()
     assert list(sd) == list(ref.state_dict())  # the caller's module, keys unchanged
     for k, v in ref.state_dict().items():
-        torch.testing.assert_close(sd[k], v, rtol=0, atol=0)
+        torch.testing.assert_close(sd[k], v, rtol=1e-5, atol=1e-6)
     if masks:
         w = sd["features.0.weight"].reshape(-1)
         assert (w[1::2] == 0).all() and (w[0::2] != 0).all()
