@@ -129,7 +129,10 @@ def test_custom_run_from_the_prefect_ui_then_mlflow_ui_then_report(served: Serve
         shot(page, tmp_path, "6-mlflow-metrics")
 
         # the published report: every image loaded
-        report = Path(os.environ["REPROLAB_REPORTS"]) / PAPER / "report.html"
+        # an override run is published apart from the paper's verdicts (reports/<paper>/runs/<label>/);
+        # its parent MLflow run records where
+        report = Path(mlrun.data.tags["reprolab.report"]).with_suffix(".html")
+        assert report.is_relative_to(Path(os.environ["REPROLAB_REPORTS"]) / PAPER / "runs"), report
         assert report.is_file(), f"no published report at {report}"
         page.goto(report.as_uri())
         page.wait_for_load_state("load")
