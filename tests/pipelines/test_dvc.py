@@ -68,9 +68,10 @@ def test_repro_twice_then_param_change(repo):
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = _sh([dvc, "status", "--with-deps", TARGET], dst, env)
     stale = {line.strip().rstrip(":") for line in changed.splitlines() if line.startswith("nm_sparsity__")}
-    # prune params feed prune (and serve, which names the variants) and the report; never train
+    # prune params feed prune (and serve, which names the variants) and the two reports (at the
+    # paper's settings and tuned) that the merged report combines; never train
     assert stale == {"nm_sparsity__prune_digits", "nm_sparsity__prune_mnist1d", "nm_sparsity__serve_digits",
-                     "nm_sparsity__serve_mnist1d", "nm_sparsity__report"}
+                     "nm_sparsity__serve_mnist1d", "nm_sparsity__report_paper", "nm_sparsity__report_tuned"}
     dry = _sh([dvc, "repro", "--dry", TARGET], dst, env)
     assert "Running stage 'nm_sparsity__train_digits'" not in dry
     assert "Running stage 'nm_sparsity__prune_digits'" in dry

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from flows.papers import get_paper
+from tasks.platform import artifacts
 from tasks.platform.params import ROOT
 
 PAPER = get_paper("nm_sparsity")
@@ -54,7 +55,7 @@ def test_kill_mid_pipeline_then_rerun(tmp_path):
     after = _hashes(tmp_path / "store")
     for path, sha in done_before.items():  # nothing already produced changed
         assert after[path] == sha
-        assert __import__("tasks.platform.artifacts").artifacts.sha256_file(path) == sha
+        assert artifacts.sha256_file(path) == sha
     n = len(PAPER.stages)
     stages = len(list(store.glob("*/*/manifest.json")))
     assert stages == n
