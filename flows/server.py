@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import sys
+import time
 from typing import Any
 
 from flows import local
@@ -92,13 +93,21 @@ def _exit_with(pid: int, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with", daemon=True).start()
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+def _port_free(host: str, port: int, wait: float = 15.0) -> bool:
+    """Whether the server could bind ``port``, as uvicorn binds it (``SO_REUSEADDR``, so the
+    TIME_WAIT connections a just-stopped server leaves do not count); a port still held by a
+    server that is shutting down gets ``wait`` seconds to be released."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
