@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -31,6 +30,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 UI_TIMEOUT_MS = 120_000  # single-page apps: a cold MLflow UI took ~60 s to render on a loaded 2-core box
 
+def session_runs(filter_string: str) -> list:
+    """Runs of this test session's MLflow store (named explicitly: the fluent ``mlflow`` API keeps
+    whatever tracking URI an earlier test set)."""
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string=filter_string)
+
+
 
 @pytest.fixture(scope="module")
 def mlflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -38,7 +44,7 @@ def mlflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs = tmp_path_factory.mktemp("mlflow-ui")
     # NOTE: create the DB's tables first: an `mlflow ui` migrating a new DB while a flow run
     # creates it fails (alembic: "expected to match one row").
-    MlflowClient().search_experiments()
+    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
     port = free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     proc = start([mlflow_bin, "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -111,10 +117,10 @@ def test_custom_run_from_the_prefect_ui_then_mlflow_ui_then_report(served: Serve
         shot(page, tmp_path, "4-flow-run")
 
         # MLflow UI: the flow's run (found by its override), with metrics
-        (mlrun,) = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
+        (mlrun,) = session_runs(filter_string=(
             f"tags.`reprolab.paper` = '{PAPER}' and tags.`reprolab.profile` = 'smoke' "
             f"and params.`gaussian.repeats` = '30'"))
-        client = MlflowClient()
+        client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
         with_metrics = [mlrun] if mlrun.data.metrics else client.search_runs(
             [mlrun.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{mlrun.info.run_id}'")
         with_metrics = [r for r in with_metrics if r.data.metrics]

@@ -7,12 +7,13 @@ bad override ends Failed, the params error naming the key as its state message.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
+from mlflow.tracking import MlflowClient
 import pytest
 
 from tasks.platform.params import ROOT
@@ -23,6 +24,13 @@ PAPER = "text_detection"  # the cheapest on the smoke profile (tests/flows/conft
 pytestmark = pytest.mark.served
 
 OVERRIDE = {"audit": {"steps": 120}}  # smoke's audit.steps is 150
+
+def session_runs(filter_string: str) -> list:
+    """Runs of this test session's MLflow store (named explicitly: the fluent ``mlflow`` API keeps
+    whatever tracking URI an earlier test set)."""
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string=filter_string)
+
 
 
 def test_cli_run_of_served_deployment_completes_with_override(served: Served):
@@ -38,7 +46,7 @@ def test_cli_run_of_served_deployment_completes_with_override(served: Served):
     assert run["state"]["type"] == "COMPLETED", (run["state"], tail(served.server.logs / "serve.log"))
     assert run["parameters"] == {"profile": "smoke", "overrides": OVERRIDE}
     # the override reached the validated params: the flow's MLflow parent run records them
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
+    runs = session_runs(filter_string=(
         f"tags.`reprolab.paper` = '{PAPER}' and tags.`reprolab.profile` = 'smoke' "
         f"and params.`audit.steps` = '120'"))
     assert runs, "no MLflow run of the served flow run with audit.steps = 120"
