@@ -48,26 +48,37 @@ class Impl:
     dtypes: tuple = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-_REGISTRY: dict[str, Impl] = {}
+class ImplRegistry:
+    """Implementations of one kernel family by name (the N:M matmul here, ``kernels.quant``'s too).
+
+    A duplicate name raises (no silent overwrite); an unknown one names the registered ones.
+    """
+
+    def __init__(self, family: str):
+        self.family = family
+        self._impls: dict[str, Impl] = {}
+
+    def register(self, impl: Impl) -> Impl:
+        """Add an impl; a duplicate name raises (no silent overwrite)."""
+        if impl.name in self._impls:
+            raise ValueError(f"{self.family} impl {impl.name!r} is already registered")
+        self._impls[impl.name] = impl
+        return impl
+
+    def all(self) -> dict[str, Impl]:
+        """All registered impls by name (available or not)."""
+        return dict(self._impls)
+
+    def get(self, name: str) -> Impl:
+        if name not in self._impls:
+            raise ValueError(f"unknown {self.family} impl {name!r}; registered: {sorted(self._impls)}")
+        return self._impls[name]
 
 
-def register_impl(impl: Impl) -> Impl:
-    """Add an impl; a duplicate name raises (no silent overwrite)."""
-    if impl.name in _REGISTRY:
-        raise ValueError(f"N:M impl {impl.name!r} is already registered")
-    _REGISTRY[impl.name] = impl
-    return impl
-
-
-def impls() -> dict[str, Impl]:
-    """All registered impls by name (available or not)."""
-    return dict(_REGISTRY)
-
-
-def get_impl(name: str) -> Impl:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown N:M impl {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+_REGISTRY = ImplRegistry("N:M")
+register_impl = _REGISTRY.register
+impls = _REGISTRY.all
+get_impl = _REGISTRY.get
 
 
 def check_inputs(w: NMWeight, x: Tensor) -> None:
@@ -103,7 +114,7 @@ def select_impl(w: NMWeight, x: Tensor, impl: str = "auto") -> Impl:
         if not chosen.available():
             raise RuntimeError(f"N:M impl {impl!r} is not available in this process")
         return chosen
-    for cand in sorted(_REGISTRY.values(), key=lambda c: -c.priority):
+    for cand in sorted(impls().values(), key=lambda c: -c.priority):
         if cand.available() and cand.supports(w, x):
             return cand
     return get_impl("reference")

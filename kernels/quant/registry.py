@@ -17,31 +17,15 @@ import os
 import torch
 from torch import Tensor
 
-from kernels.nm.registry import ENV_VAR, Impl
+from kernels.nm.registry import ENV_VAR, Impl, ImplRegistry
 from kernels.quant.format import NMQuantWeight, QuantWeight
 
 __all__ = ["check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
 
-_REGISTRY: dict[str, Impl] = {}
-
-
-def register_impl(impl: Impl) -> Impl:
-    """Add an impl; a duplicate name raises (no silent overwrite)."""
-    if impl.name in _REGISTRY:
-        raise ValueError(f"quant impl {impl.name!r} is already registered")
-    _REGISTRY[impl.name] = impl
-    return impl
-
-
-def impls() -> dict[str, Impl]:
-    """All registered quant impls by name (available or not)."""
-    return dict(_REGISTRY)
-
-
-def get_impl(name: str) -> Impl:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown quant impl {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+_REGISTRY = ImplRegistry("quant")
+register_impl = _REGISTRY.register
+impls = _REGISTRY.all
+get_impl = _REGISTRY.get
 
 
 def check_inputs(w: QuantWeight | NMQuantWeight, x: Tensor) -> None:
@@ -70,14 +54,14 @@ def select_impl(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") -
     forced = os.environ.get(ENV_VAR, "").strip()
     if forced == "reference":
         return get_impl("reference")
-    if impl == "auto" and forced in _REGISTRY:
+    if impl == "auto" and forced in impls():
         impl = forced
     if impl != "auto":
         chosen = get_impl(impl)
         if not chosen.available():
             raise RuntimeError(f"quant impl {impl!r} is not available in this process")
         return chosen
-    for cand in sorted(_REGISTRY.values(), key=lambda c: -c.priority):
+    for cand in sorted(impls().values(), key=lambda c: -c.priority):
         if cand.available() and cand.supports(w, x):
             return cand
     return get_impl("reference")
