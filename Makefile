@@ -38,7 +38,7 @@ papers: install  ## list the registered papers
 	$(PY) -m tasks papers
 
 test: install infra-deps browser-deps  ## install what the tests need (idempotent), then run the whole test suite
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 browser-deps:  ## Debian's chromium for the browser tests (apt, only when /usr/bin/chromium is missing)
 	bash mk/browser-deps.sh

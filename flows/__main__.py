@@ -134,6 +134,10 @@ def _run(papers: list, profile: str, overrides: dict | None) -> int:
         if interrupt.received() is None:
             raise
         local.drain_prefect(timeout=3)
+        try:  # a task run's last state (an event) can be lost on exit: set it on the server now
+            local.mark_stale_runs(this_process=True)
+        except Exception:  # noqa: BLE001 - server busy or gone: the next run's sweep marks them
+            pass
         interrupt.report()
         return interrupt.exit_code(interrupt.received())
     finally:

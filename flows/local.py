@@ -184,21 +184,29 @@ def run_tag() -> str:
     return f"{RUN_TAG}:{socket.gethostname()}:{os.getpid()}"
 
 
-def mark_stale_runs() -> list[str]:
-    """Mark Crashed the RUNNING/PENDING flow runs (and their task runs) of this project whose
-    process is gone: tagged by :func:`run_tag` with this host and a pid no longer alive.
+def mark_stale_runs(*, this_process: bool = False) -> list[str]:
+    """Mark Crashed the RUNNING/PENDING flow runs and task runs of this project whose process is
+    gone: flow runs tagged by :func:`run_tag` with this host and a pid no longer alive.
 
-    Returns the names of the runs marked. Runs of served deployments (no such tag) are left
-    to their runner.
+    A task run can be left Running under a flow run that did end Crashed: a task run's state
+    travels to the server as an event, and the last one was seen lost when an interrupted
+    process exits. So the sweep also looks at the live task runs of ended flow runs.
+
+    Args:
+        this_process: sweep this process's own runs instead (called on Ctrl-C/SIGTERM once the
+            flow has ended, before the process exits).
+
+    Returns the names of the flow runs whose runs were marked. Runs of served deployments (no
+    such tag) are left to their runner.
     """
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
+        FlowRunFilterId,
         FlowRunFilterState,
         FlowRunFilterStateType,
         FlowRunFilterTags,
         TaskRunFilter,
-        TaskRunFilterFlowRunId,
         TaskRunFilterState,
         TaskRunFilterStateType,
     )
@@ -207,25 +215,31 @@ def mark_stale_runs() -> list[str]:
 
     live = [StateType.RUNNING, StateType.PENDING]
     host = socket.gethostname()
+    ours = FlowRunFilterTags(all_=["reprolab", run_tag()] if this_process else ["reprolab"])
     marked = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live)),
-            tags=FlowRunFilterTags(all_=["reprolab"])))
-        for run in runs:
+        runs = {r.id: r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live)), tags=ours))}
+        live_tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(tags=ours),
+            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=live))))
+        ended = sorted({t.flow_run_id for t in live_tasks if t.flow_run_id and t.flow_run_id not in runs})
+        if ended:
+            runs.update({r.id: r for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ended)))})
+        for run in runs.values():
             tag = next((t for t in run.tags if t.startswith(f"{RUN_TAG}:")), None)
             if tag is None:
                 continue
             _, run_host, pid = tag.rsplit(":", 2)
-            if run_host != host or not pid.isdigit() or pid_alive(int(pid)):
+            if not this_process and (run_host != host or not pid.isdigit() or pid_alive(int(pid))):
                 continue
             reason = (f"process {pid} on {host} ended without reporting (killed or interrupted); "
-                      f"marked by a later run (pid {os.getpid()})")
-            tasks = client.read_task_runs(task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]),
-                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=live))))
-            for task_run in tasks:
+                      f"marked by a later run (pid {os.getpid()})" if not this_process else
+                      "interrupted (Ctrl-C/SIGTERM) while this task ran")
+            for task_run in (t for t in live_tasks if t.flow_run_id == run.id):
                 client.set_task_run_state(task_run.id, Crashed(message=reason), force=True)
-            client.set_flow_run_state(run.id, Crashed(message=reason), force=True)
+            if run.state_type in live:
+                client.set_flow_run_state(run.id, Crashed(message=reason), force=True)
             marked.append(run.name)
     return marked
