@@ -45,6 +45,8 @@ import numpy as np
 from scipy import stats
 from scipy.special import log_softmax, logsumexp
 
+from tasks.platform.registry import Registry
+
 # ---------------------------------------------------------------------------------------
 # PLATFORM: inputs, validation, registry
 # ---------------------------------------------------------------------------------------
@@ -91,25 +93,21 @@ class Attack:
     options: dict = field(default_factory=dict)
 
 
-ATTACKS: dict[str, Attack] = {}
+ATTACKS: Registry[Attack] = Registry("attack")
 
 
 def register_attack(name: str, needs: tuple[str, ...], cite: str, **options):
     """Register ``fn(inputs, **options)`` under ``name``; duplicate names raise."""
 
     def deco(fn):
-        if name in ATTACKS:
-            raise ValueError(f"attack {name!r} is already registered")
-        ATTACKS[name] = Attack(name, fn, needs, cite, dict(options))
+        ATTACKS.add(name, Attack(name, fn, needs, cite, dict(options)))
         return fn
 
     return deco
 
 
 def get_attack(name: str) -> Attack:
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; registered: {sorted(ATTACKS)}")
-    return ATTACKS[name]
+    return ATTACKS.lookup(name)
 
 
 def run_attack(name: str, inputs: AttackInputs, **options) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.platform.errors import ReprolabError
+from tasks.platform.registry import Registry
 
 #: Column layout of a selection artifact (parquet).
 SELECTION_SCHEMA = pa.schema([
@@ -122,29 +123,25 @@ class Selector:
                      if p.kind is p.KEYWORD_ONLY and p.name not in ("candidates", "labelled", "target", "rng"))
 
 
-_SELECTORS: dict[str, Selector] = {}
+_SELECTORS: Registry[Selector] = Registry("selector")
 
 
 def selector(name: str, *, needs: Sequence[str] = (), target_needs: Sequence[str] = (), cite: str = ""):
     """Decorator: register ``fn`` as selector ``name`` (duplicate names raise)."""
 
     def deco(fn: Callable) -> Callable:
-        if name in _SELECTORS:
-            raise ReprolabError(f"selector {name!r} is already registered")
-        _SELECTORS[name] = Selector(name, fn, tuple(needs), tuple(target_needs), cite)
+        _SELECTORS.add(name, Selector(name, fn, tuple(needs), tuple(target_needs), cite))
         return fn
 
     return deco
 
 
 def get_selector(name: str) -> Selector:
-    if name not in _SELECTORS:
-        raise ReprolabError(f"unknown selector {name!r}; registered selectors: {sorted(_SELECTORS)}")
-    return _SELECTORS[name]
+    return _SELECTORS.lookup(name)
 
 
 def selectors() -> list[str]:
-    return sorted(_SELECTORS)
+    return _SELECTORS.names()
 
 
 def _check_views(pool: Pool, names: Sequence[str], who: str) -> None:

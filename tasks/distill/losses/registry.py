@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from tasks.platform.errors import ReprolabError
+from tasks.platform.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,14 @@ class LossEntry:
         return tuple(p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 
-_LOSSES: dict[str, LossEntry] = {}
+_LOSSES: Registry[LossEntry] = Registry("loss", "losses")
 
 
 def register_loss(name: str, heads: int = 1, min_teachers: int = 1):
     """Register ``fn(student, y, teachers, *, **params)`` under ``name``; duplicates raise."""
 
     def deco(fn):
-        if name in _LOSSES:
-            raise ReprolabError(f"loss {name!r} is already registered")
-        _LOSSES[name] = LossEntry(name, fn, heads, min_teachers)
+        _LOSSES.add(name, LossEntry(name, fn, heads, min_teachers))
         return fn
 
     return deco
@@ -55,13 +54,11 @@ def register_loss(name: str, heads: int = 1, min_teachers: int = 1):
 
 def get_loss(name: str) -> LossEntry:
     """The registered loss ``name``; unknown names raise listing what is registered."""
-    if name not in _LOSSES:
-        raise ReprolabError(f"unknown loss {name!r}; registered losses: {sorted(_LOSSES)}")
-    return _LOSSES[name]
+    return _LOSSES.lookup(name)
 
 
 def registered_losses() -> list[str]:
-    return sorted(_LOSSES)
+    return _LOSSES.names()
 
 
 def check_loss_params(name: str, params: dict) -> None:
