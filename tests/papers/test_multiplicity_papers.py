@@ -16,6 +16,11 @@ def test_churn_smoke_reports_every_claim(smoke_results):
             assert row["set_size"] >= 1  # the base is always in its own epsilon set
             assert 0 <= row["churn_retained"] <= 1 and 0 <= row["churn_plain"] <= 1
             assert math.isnan(row["auroc"]) or 0 <= row["auroc"] <= 1
+            # the MPT comparison arm (on in smoke) and the negative-flip rates, NFR <= churn
+            for rule in ("plain", "selected", "mpt"):
+                assert 0 <= row[f"nfr_{rule}"] <= row[f"churn_{rule}"] <= 1 and 0 <= row[f"acc_{rule}"] <= 1
+    text = artifacts.read(r["report"].path("report"))
+    assert "Update rules vs the deployed model M0" in text and "NFR MPT - plain update" in text
 
 
 def test_psn_irt_smoke_reports_every_claim(smoke_results):
