@@ -21,6 +21,13 @@ capacity). Notation:
   transition matrix ``scores[:, i, :]`` (Blahut-Arimoto); 1 when all models agree, at
   most min(m, c).
 
+Models known only by their (m, n) decisions, none of them the base (the seeds of one arm of
+another paper, :func:`seed_multiplicity`): ambiguity = share of non-unanimous samples (the
+ambiguity w.r.t. any member), churn_jk = share of samples where models j and k differ,
+discrepancy = max_jk churn_jk, churn = mean over pairs. Rashomon ratio (Semenova, Rudin &
+Parr 2022) = share of models drawn uniformly from the hypothesis space whose loss is within
+eps of the best; pattern Rashomon ratio = distinct decision patterns inside / all drawn.
+
 Assumption: the reference scores the *true* test label for VPR/score variance; we score
 the base model's predicted class, so no metric here needs a test label (the epsilon set is
 defined on a held-out reference split, see :func:`epsilon_set`).
@@ -36,6 +43,7 @@ from tasks.platform.errors import ReprolabError
 
 SUM_TOL = 1e-4  # float32 softmax rows sum to 1 within ~1e-6; lenient, never silent
 METRICS = ("ambiguity", "discrepancy", "disagreement", "vpr", "score_variance", "rashomon_capacity")
+SEED_METRICS = ("ambiguity", "churn", "discrepancy", "disagreement")
 
 
 class MultiplicityError(ReprolabError):
@@ -156,9 +164,12 @@ def discrepancy(scores: object, base: object) -> float:
 def disagreement(scores: object) -> np.ndarray:
     """Per-sample disagreement (n,): ``2 (1 - sum_y mu_y^2)``; 0 when all models agree."""
     p = check_scores(scores)
-    m, n, c = p.shape
-    dec = p.argmax(axis=2)
-    mu = np.stack([(dec == y).mean(axis=0) for y in range(c)], axis=1)  # (n, c)
+    return _decision_disagreement(p.argmax(axis=2))
+
+
+def _decision_disagreement(dec: np.ndarray) -> np.ndarray:
+    """(m, n) decisions -> (n,) ``2 (1 - sum_y mu_y^2)`` over the classes that occur."""
+    mu = np.stack([(dec == y).mean(axis=0) for y in np.unique(dec)], axis=1)  # (n, classes seen)
     return 2.0 * (1.0 - (mu**2).sum(axis=1))
 
 
@@ -234,3 +245,120 @@ def multiplicity(scores: object, base: object, capacity: bool = True) -> dict[st
         "rashomon_capacity": float(rashomon_capacity(p).mean()) if capacity else float("nan"),
         "n_models": float(p.shape[0]),
     }
+
+
+# PAPER: multiplicity of models known only by their decisions (e.g. the seeds of one arm) ---
+def check_decisions(decisions: object, name: str = "decisions") -> np.ndarray:
+    """Validate an (m, n) array of class decisions with m >= 2 models; return it as int64."""
+    try:
+        d = np.asarray(decisions)
+    except ValueError as e:
+        raise MultiplicityError(f"{name} is ragged: {e}") from None
+    if d.dtype == object:
+        raise MultiplicityError(f"{name} is ragged: models decide on different numbers of samples")
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] == 0:
+        raise MultiplicityError(f"{name} must be (models >= 2, samples >= 1), got shape {d.shape}")
+    if d.dtype.kind not in "iu" or d.min() < 0:
+        raise MultiplicityError(f"{name} must be non-negative class indices, got {d.dtype}")
+    return d.astype(np.int64)
+
+
+def pairwise_churn(decisions: object) -> np.ndarray:
+    """(m, m) churn matrix: share of samples on which models j and k decide differently."""
+    d = check_decisions(decisions)
+    return (d[:, None, :] != d[None, :, :]).mean(axis=2)
+
+
+def seed_multiplicity(decisions: object) -> dict[str, float]:
+    """Multiplicity of a set of models given their (m, n) decisions, none of them privileged.
+
+    For the seeds of one training recipe (an "arm"): how much do its predictions move when
+    only the seed changes? With every member taken as the base in turn:
+
+    * ``ambiguity``: share of samples whose decision is not unanimous (the ambiguity of the
+      set w.r.t. *any* of its members, so no base model needs choosing);
+    * ``discrepancy``: the largest churn between two members (max over bases of discrepancy);
+    * ``churn``: the mean churn over the m (m - 1) / 2 pairs (expected churn of a retrain);
+    * ``disagreement``: mean over samples of ``2 (1 - sum_y mu_y^2)``;
+    * ``n_models``: m.
+    """
+    d = check_decisions(decisions)
+    m = d.shape[0]
+    pc = pairwise_churn(d)
+    upper = pc[np.triu_indices(m, k=1)]
+    return {
+        "ambiguity": float(np.any(d != d[:1], axis=0).mean()),
+        "discrepancy": float(upper.max()),
+        "churn": float(upper.mean()),
+        "disagreement": float(_decision_disagreement(d).mean()),
+        "n_models": float(m),
+    }
+
+
+def decisions_by_seed(predictions: object, model: str) -> np.ndarray:
+    """(seeds, items) decisions of ``model`` from a long predictions table.
+
+    Args:
+        predictions: ``pa.Table`` with columns ``model``, ``seed``, ``id``, ``pred`` (the
+            item-level table of :func:`tasks.train.evaluate_classifier`).
+        model: the value of ``model`` to pivot.
+
+    Rows are seeds in increasing order, columns items in increasing ``id``; every seed must
+    have scored the same items (else :class:`MultiplicityError` names the seed).
+    """
+    df = predictions.select(["model", "seed", "id", "pred"]).to_pandas()
+    df = df[df["model"] == model]
+    if df.empty:
+        raise MultiplicityError(f"predictions have no rows for model {model!r}")
+    wide = df.pivot(index="seed", columns="id", values="pred").sort_index()
+    if wide.isna().any().any():
+        seed = wide.index[wide.isna().any(axis=1)][0]
+        raise MultiplicityError(f"predictions of {model!r}: seed {seed} lacks items the other seeds scored")
+    return wide.to_numpy().astype(np.int64)
+
+
+# PAPER: Rashomon ratio (Semenova, Rudin & Parr, "On the Existence of Simpler Machine Learning
+# Models", FAccT 2022; seed 003 #36) -------------------------------------------------------
+def rashomon_ratio(losses: object, eps: float, best_loss: float | None = None) -> float:
+    """Monte Carlo estimate of the Rashomon ratio ``V(R(F, eps)) / V(F)``.
+
+    ``R(F, eps) = {f in F : L(f) <= L(f*) + eps}``; with models drawn uniformly from the
+    hypothesis space F (or F enumerated, when finite), the ratio of volumes is estimated by
+    the share of draws inside the set.
+
+    Args:
+        losses: (k,) empirical loss of each drawn model (on the data the ratio describes).
+        eps: the Rashomon parameter (theta in the paper), >= 0.
+        best_loss: ``L(f*)`` when an optimiser over F found it; default the best draw's.
+
+    Assumption: the paper's volume is over a parameter space with a uniform prior; we
+    estimate it with uniform draws and say so; a ratio of 0 (no draw inside) is a valid
+    estimate, not an error.
+    """
+    e = check_eps(eps)
+    v = np.asarray(losses, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise MultiplicityError(f"losses must be a non-empty 1-D array (one per drawn model), got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise MultiplicityError("losses must be finite")
+    best = float(v.min()) if best_loss is None else float(best_loss)
+    if not np.isfinite(best) or best > v.min():
+        raise MultiplicityError(
+            f"best_loss {best_loss!r} must be finite and <= every drawn model's loss (min {v.min():.6g})"
+        )
+    return float((v <= best + e).mean())
+
+
+def pattern_rashomon_ratio(decisions: object, mask: object) -> float:
+    """Pattern Rashomon ratio: distinct prediction patterns inside the set over those of all draws.
+
+    Args:
+        decisions: (k, n) decisions of k drawn models on n samples.
+        mask: (k,) bool, the draws inside the Rashomon set (e.g. ``losses <= best + eps``).
+    """
+    d = check_decisions(decisions)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (d.shape[0],):
+        raise MultiplicityError(f"mask must have shape ({d.shape[0]},), got {mask.shape}")
+    inside = np.unique(d[mask], axis=0).shape[0] if mask.any() else 0
+    return inside / np.unique(d, axis=0).shape[0]

@@ -50,6 +50,7 @@ from tasks.evaluation.seeds import (
     score_matrices,
     verdict,
 )
+from tasks.multiplicity.metrics import SEED_METRICS, decisions_by_seed, seed_multiplicity
 from tasks.platform.errors import ArtifactError
 from tasks.platform.params import Limit, Seeds, SetOf
 from tasks.platform.report import Claim, Report, report_outputs
@@ -612,6 +613,29 @@ def seed_statistics(
     }
 
 
+def seed_multiplicity_table(predictions: dict[str, pa.Table], summary: pa.Table) -> pa.Table | None:
+    """Per dataset and model (dense, pruned, fine-tuned), how much its test decisions move
+    between training seeds, next to its accuracy below the dense model's.
+
+    Columns: ``dataset``, ``model``, ``seeds``, ``acc_below_dense`` (mean dense accuracy minus
+    the model's, a fraction) and :data:`tasks.multiplicity.metrics.SEED_METRICS` (shares of test
+    items). A pruning gap smaller than the dense model's seed-to-seed ``churn`` is within the
+    decisions that retraining with another seed changes anyway. ``None`` with a single seed.
+    """
+    acc = {(r["dataset"], r["model"]): r["acc_mean"] for r in summary.to_pylist()}
+    rows = []
+    for ds, preds in predictions.items():
+        for model in dict.fromkeys(preds.column("model").to_pylist()):
+            dec = decisions_by_seed(preds, model)
+            if dec.shape[0] < 2:
+                return None
+            m = seed_multiplicity(dec)
+            rows.append({"dataset": ds, "model": model, "seeds": int(m["n_models"]),
+                         "acc_below_dense": acc[(ds, "dense")] - acc[(ds, model)],
+                         **{k: m[k] for k in SEED_METRICS}})
+    return pa.Table.from_pylist(rows) if rows else None
+
+
 def serving_table(serving: dict[str, pa.Table]) -> pa.Table:
     """Per dataset, variant and batch: median latency of dense vs NMLinear, speed-up, bytes, accuracy."""
     frames = []
@@ -737,6 +761,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         ["dataset", "model", "sparsity", "seeds", "acc_mean", "acc_lo", "acc_hi", "params_nonzero", "weight_bytes"]
     )
     seeds = sorted(set(all_rows["seed"]))
+    mult = seed_multiplicity_table(predictions, summary)
     rep = Report(
         title="NM-SpMM: general N:M sparse matrix multiplication (accuracy side and format)",
         paper="nm_sparsity",
@@ -754,6 +779,12 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
             "Probability of improvement P(x > y) over seeds x datasets": stats["poi"],
             "Item response theory (2PL) over test items, per dataset": stats["irt_summary"],
             "Model ability (2PL), mean over seeds": stats["abilities"],
+            **(
+                {"Seed-to-seed multiplicity (test decisions; churn = mean share of test items two seeds of a model "
+                 "decide differently, discrepancy = the largest such share, ambiguity = share of items the seeds do "
+                 "not decide unanimously; acc_below_dense = dense - model accuracy, a pruning gap below the dense "
+                 "model's churn is within what a retrain with another seed changes)": mult} if mult is not None else {}
+            ),
             **(
                 {"Serving the fine-tuned models through NMLinear (medians over seeds; batch 0 = whole test set)":
                  serving_table(serving)} if serving else {}
@@ -786,6 +817,8 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         "verdicts": {f"claim_{i + 1}": c.verdict for i, c in enumerate(claims)},
         "acc": {f"{r['dataset']}/{r['model']}": r["acc_mean"] for r in summary.to_pylist()},
         "iqm_acc": {r["model"]: r["point"] for r in stats["aggregates"].to_pylist() if r["aggregate"] == "iqm"},
+        **({"seed_churn": {f"{r['dataset']}/{r['model']}": r["churn"] for r in mult.to_pylist()}}
+           if mult is not None else {}),
         "p_improvement": {f"{r['x']} beats {r['y']}": r["p_x_beats_y"] for r in stats["poi"].to_pylist()},
     }
     out = {

@@ -12,7 +12,15 @@ that disagree with M0 (its *disagreement score*; > 0 means the point is ambiguou
 * reduce: among an update's own epsilon-set members, pick the one that disagrees least
   with M0 on the unlabeled reference features; churn and accuracy vs the plain update;
 * uncertainty-aware: abstain on the ``abstain_fraction`` most ambiguous test points;
-  churn among the retained points vs all points.
+  churn among the retained points vs all points;
+* comparison arm (``mpt``): the update trained by margin preserving training (``negative_flips``'
+  MPT, :mod:`tasks.distill.losses.flips`) from M0 (old source) and the plain update (new
+  source), with the plain update's seed, so the two differ only in the loss. Negative-flip rate
+  (NFR) of an update = share of test points M0 gets right and the update gets wrong.
+
+Assumption (MPT): the update keeps M0's classes, so MPT's margin term (a logit bias on classes
+M0 never saw) is void and MPT reduces to CE + focal distillation from M0 + focal distillation
+from the plain update, at the authors' defaults (alpha 1, beta 5, tau 5).
 
 Churn between two models = share of test points on which their decisions differ.
 """
@@ -26,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models import ModelSpec
 from tasks.data_prep import table_to_tensors
+from tasks.distill.losses.flips import focal_kd
 from tasks.multiplicity import metrics as mm
 from tasks.multiplicity import sampler as sp
 from tasks.multiplicity.common import ci_text, mean_ci, paired
@@ -45,6 +54,7 @@ class ChurnParams(BaseModel):
         rates, max_rate, per_rate: the Bernoulli-dropout grid of each epsilon set.
         eps: the loss tolerance on the reference split.
         abstain_fraction: share of most-ambiguous test points an uncertainty-aware model skips.
+        mpt: also train each update with MPT (the comparison arm; one more fit per update).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,6 +69,7 @@ class ChurnParams(BaseModel):
     per_rate: int = Field(default=40, ge=1)
     eps: float = Field(default=0.02, ge=0.0)
     abstain_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    mpt: bool = True
 
 
 class ChurnReportParams(BaseModel):
@@ -74,6 +85,21 @@ class ChurnReportParams(BaseModel):
 def _train(p: ChurnParams, train: pa.Table, val: pa.Table, n_classes: int, seed: int):
     model = init_model(p.model, train, n_classes, seed)
     fit(model, p.optim, train, val, seed)
+    return model.eval()
+
+
+def _mpt_update(p: ChurnParams, train: pa.Table, val: pa.Table, n_classes: int, seed: int, old, new):
+    """The update trained with MPT from ``old`` (M0) and ``new`` (the plain update): CE + focal
+    distillation from each (margin term void: same classes, see the module's Assumption)."""
+
+    def loss_fn(out, y, x):
+        with torch.no_grad():
+            z_old, z_new = old(x), new(x)
+        return (torch.nn.functional.cross_entropy(out, y) + focal_kd(out, z_old, y, 1.0, 5.0, 5.0)
+                + focal_kd(out, z_new, y, 1.0, 5.0, 5.0))
+
+    model = init_model(p.model, train, n_classes, seed)
+    fit(model, p.optim, train, val, seed, loss_fn=loss_fn)
     return model.eval()
 
 
@@ -115,6 +141,8 @@ def churn(params: dict, *, train: pa.Table, val: pa.Table, test: pa.Table) -> di
         lo_q, hi_q = np.quantile(member_churn, [0.05, 0.95])
         keep = score <= np.quantile(score, 1 - p.abstain_fraction, method="lower")
         aucs, covered, churn_plain, churn_sel, acc_plain, acc_sel, churn_kept = [], [], [], [], [], [], []
+        nfr_plain, nfr_sel, churn_mpt, acc_mpt, nfr_mpt = [], [], [], [], []
+        m0_right = d0 == y
         for j in range(p.updates):
             seed_u = 1000 * (s + 1) + j
             upd = _train(p, train, val, n_classes, seed_u)
@@ -135,6 +163,15 @@ def churn(params: dict, *, train: pa.Table, val: pa.Table, test: pa.Table) -> di
             ds_ = own[pick, n_ref:].argmax(1)
             churn_sel.append(float((ds_ != d0).mean()))
             acc_sel.append(float((ds_ == y).mean()))
+            nfr_plain.append(float((m0_right & (du != y)).mean()))
+            nfr_sel.append(float((m0_right & (ds_ != y)).mean()))
+            if p.mpt:
+                mpt_model = _mpt_update(p, train, val, n_classes, seed_u, m0, upd)
+                with torch.no_grad():
+                    dm = mpt_model(x_test).argmax(-1).numpy()
+                churn_mpt.append(float((dm != d0).mean()))
+                acc_mpt.append(float((dm == y).mean()))
+                nfr_mpt.append(float((m0_right & (dm != y)).mean()))
         rows.append({
             "dataset": ds, "seed": s, "set_size": int(len(members)),
             "ambiguity": float((score > 0).mean()),
@@ -145,12 +182,41 @@ def churn(params: dict, *, train: pa.Table, val: pa.Table, test: pa.Table) -> di
             "acc_m0": float((d0 == y).mean()),
             "acc_plain": float(np.mean(acc_plain)), "acc_selected": float(np.mean(acc_sel)),
             "churn_all": float(np.mean(churn_plain)), "churn_retained": float(np.mean(churn_kept)),
+            "nfr_plain": float(np.mean(nfr_plain)), "nfr_selected": float(np.mean(nfr_sel)),
+            # NaN when the MPT arm is off (params.churn.mpt: false)
+            "churn_mpt": float(np.mean(churn_mpt)) if churn_mpt else float("nan"),
+            "acc_mpt": float(np.mean(acc_mpt)) if acc_mpt else float("nan"),
+            "nfr_mpt": float(np.mean(nfr_mpt)) if nfr_mpt else float("nan"),
         })
     table = pa.Table.from_pylist(rows)
     return {"churn": table, "metrics": {"mean_churn": float(np.mean([r["churn_plain"] for r in rows]))}}
 
 
 # PAPER: report -----------------------------------------------------------------------------
+def update_rules(rows: list[dict], col) -> tuple[pa.Table, str]:
+    """Per dataset: churn, accuracy and NFR of the plain update, the low-churn member of its
+    epsilon set and the MPT update; and a note with the paired CIs of selected vs MPT.
+
+    ``col(name)`` maps (dataset, seed) to a finite column value (the report's helper).
+    """
+    out = []
+    for d in DATASETS:
+        sel = [x for x in rows if x["dataset"] == d]
+        for r in ("plain", "selected", "mpt"):  # mpt columns are NaN when the arm is off
+            out.append({"dataset": d, "rule": r, **{k: float(np.mean([x[f"{k}_{r}"] for x in sel]))
+                                                     for k in ("churn", "acc", "nfr")}})
+    table = pa.Table.from_pylist(out)
+    if not col("churn_mpt"):
+        return table, "The MPT comparison arm was off in this run (churn.mpt: false)."
+    c, n = paired(col("churn_selected"), col("churn_mpt")), paired(col("nfr_selected"), col("nfr_mpt"))
+    m = paired(col("nfr_mpt"), col("nfr_plain"))
+    return table, (
+        "Comparison arm, negative_flips' MPT (CE + focal distillation from M0 and from the plain update; the margin "
+        f"term is void with unchanged classes): NFR MPT - plain update {ci_text(m, 100, 'pts')}; churn selected "
+        f"member - MPT {ci_text(c, 100, 'pts')}; NFR selected - MPT {ci_text(n, 100, 'pts')}."
+    )
+
+
 def report(params: ChurnReportParams, **tables: pa.Table) -> dict[str, object]:
     from tasks.platform.report import Claim, Report, report_outputs
 
@@ -200,6 +266,7 @@ def report(params: ChurnReportParams, **tables: pa.Table) -> dict[str, object]:
             ("set_size", "ambiguity", "auroc", "coverage", "churn_plain", "churn_selected", "churn_retained",
              "acc_m0", "acc_plain", "acc_selected")}})
     summary = pa.Table.from_pylist(summary_rows)
+    arms, mpt_note = update_rules(rows, col)
     rep = Report(
         title="Predictive Churn with the Set of Good Models", paper="predictive_churn", arxiv="",
         summary=(
@@ -207,11 +274,13 @@ def report(params: ChurnReportParams, **tables: pa.Table) -> dict[str, object]:
             "its Bernoulli-dropout epsilon-Rashomon set (defined on the reference split), and real updates retrained "
             "on the whole training split with new seeds. Churn = share of test points whose decision changes."
         ),
-        claims=claims, tables={"Churn per dataset (mean over seeds)": summary},
+        claims=claims, tables={"Churn per dataset (mean over seeds)": summary,
+                               "Update rules vs the deployed model M0 (mean over seeds; nfr = share of test points "
+                               "M0 gets right and the update gets wrong)": arms},
         notes=[
             "The paper's theory and its real-world datasets are not reproduced; the abstract gives no numbers, so "
             "the gates (AUROC > 0.5, 80% coverage) are ours.",
-            "The negative_flips pipeline's MPT is not run as a comparison arm here (left open).",
+            mpt_note,
         ],
     )
     metrics = {"auroc": m, "coverage": cov, "verdicts": {cl.claim[:60]: cl.verdict for cl in claims}}

@@ -89,3 +89,54 @@ def test_select_old_classes_filters_rows_and_errors_when_empty():
     high = make_table(torch.arange(2).numpy(), x[:2], torch.tensor([7, 8]).numpy())
     with pytest.raises(ReprolabError, match="no val rows with label < 3"):
         nfp.select_old_classes(nfp.OldClassesParams(n_old=3), train=table, val=high)
+
+
+def _flips(nfr_by_arm, mult_by_arm):
+    """A flips metrics dict as evaluate_flips writes it (seeds 0, 1)."""
+    out = {}
+    for arm, (a, b) in nfr_by_arm.items():
+        out[arm] = {"seeds": {str(s): {"nfr": v, "acc": 0.9, "acc_old": 0.9, "acc_new": 0.9}
+                              for s, v in ((0, a), (1, b))}}
+        if arm in mult_by_arm:
+            out[arm]["multiplicity"] = mult_by_arm[arm]
+    return out
+
+
+def test_report_has_a_seed_multiplicity_row_per_arm():
+    mult = lambda churn: {"ambiguity": 2 * churn, "discrepancy": churn, "churn": churn,  # noqa: E731
+                          "disagreement": churn, "n_models": 2.0}
+    flips = _flips({"ce": (0.10, 0.12), "focal_kd_old": (0.08, 0.08), "mpt_nobias": (0.07, 0.07),
+                    "mpt": (0.05, 0.05)}, {"ce": mult(0.03), "focal_kd_old": mult(0.02),
+                                           "mpt_nobias": mult(0.02), "mpt": mult(0.01)})
+    out = nfp.report(nfp.FlipReportParams(), flips=flips)
+    assert "Seed-to-seed multiplicity per arm" in out["report"]
+    # gain = 0.11 - 0.05 = 6 pts vs ce's seed-to-seed churn of 3 pts
+    assert "lowers the mean NFR by 6.00 pts" in out["report"] and "change 3.00 pts" in out["report"]
+    assert "the gain is larger than" in out["report"]
+    assert out["metrics"]["ce.seed_churn"] == pytest.approx(0.03)
+    # a single-seed run has no multiplicity: no row, no note
+    out1 = nfp.report(nfp.FlipReportParams(), flips=_flips({a: (0.1, 0.1) for a in flips}, {}))
+    assert "Seed-to-seed" not in out1["report"] and "ce.seed_churn" not in out1["metrics"]
+
+
+def test_evaluate_flips_measures_multiplicity_between_seeds():
+    from models import ModelSpec
+    from tasks.distill.distill import DistillSetup
+    from tasks.train import TrainParams, init_model, pack_seeds
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 4).numpy()
+    y = torch.arange(40).remainder(3).numpy()
+    test = make_table(torch.arange(40).numpy(), x, y)
+    spec = ModelSpec(hidden=(8,))
+    old_p = TrainParams(model=spec, seeds=(0, 1))
+    setup = DistillSetup(student=spec)
+    old = pack_seeds({s: init_model(spec, test, 2, s).state_dict() for s in (0, 1)})
+    same = init_model(spec, test, 3, 7).state_dict()
+    arms = {"weights_same": pack_seeds({0: same, 1: same}),
+            "weights_diff": pack_seeds({s: init_model(spec, test, 3, s).state_dict() for s in (0, 1)})}
+    out = nfp.evaluate_flips({"distill": setup, "old": old_p}, old_weights=old, test=test, **arms)["metrics"]
+    assert out["same"]["multiplicity"]["churn"] == 0 and out["same"]["multiplicity"]["ambiguity"] == 0
+    m = out["diff"]["multiplicity"]
+    assert m["n_models"] == 2 and 0 < m["churn"] == m["discrepancy"] == m["ambiguity"] <= 1
+

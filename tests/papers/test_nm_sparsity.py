@@ -217,3 +217,19 @@ def test_recovery_section_on_a_hand_built_table():
     assert claims[0].value == pytest.approx(2.0) and claims[0].unit == "pts"
     assert claims[1].value == pytest.approx(-0.05)
     assert sec["metrics"]["recovery"] == {"toy/2:4_v1": pytest.approx(2.0)}
+
+
+def test_seed_multiplicity_table_on_hand_built_predictions():
+    # digits, 4 items, 2 seeds; dense seeds disagree on item 3, pruned seeds on items 0 and 3
+    preds = {"dense": [[0, 1, 2, 1], [0, 1, 2, 0]], "pruned/2:4_v1": [[1, 1, 2, 1], [0, 1, 2, 2]]}
+    rows = [(m, s, i, p) for m, per in preds.items() for s, dec in enumerate(per) for i, p in enumerate(dec)]
+    table = pa.table({k: [r[j] for r in rows] for j, k in enumerate(("model", "seed", "id", "pred"))})
+    summary = pa.table({"dataset": ["digits"] * 2, "model": ["dense", "pruned/2:4_v1"], "acc_mean": [0.9, 0.85]})
+    got = {r["model"]: r for r in nmr.seed_multiplicity_table({"digits": table}, summary).to_pylist()}
+    assert got["dense"]["churn"] == pytest.approx(1 / 4) and got["dense"]["acc_below_dense"] == 0.0
+    assert got["pruned/2:4_v1"]["churn"] == pytest.approx(2 / 4)
+    assert got["pruned/2:4_v1"]["ambiguity"] == pytest.approx(2 / 4)
+    assert got["pruned/2:4_v1"]["acc_below_dense"] == pytest.approx(0.05)
+    assert got["dense"]["seeds"] == 2
+    # one seed: nothing to compare, no table
+    assert nmr.seed_multiplicity_table({"digits": table.filter(pa.compute.equal(table["seed"], 0))}, summary) is None
