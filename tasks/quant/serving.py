@@ -35,7 +35,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from kernels.quant import impls, select_impl
+from kernels.quant import check_impl_name, select_impl
 from models.quant_linear import weight_nbytes
 from models.tinylm import TinyLMSpec
 from tasks.evaluation.latency import median_ms, state_bytes
@@ -92,9 +92,7 @@ class ServeQuantParams(BaseModel):
     @field_validator("impl")
     @classmethod
     def _registered(cls, v: str) -> str:
-        if v != "auto" and v not in impls():
-            raise ValueError(f"unknown quant_matmul impl; choose auto or one of: {', '.join(sorted(impls()))}")
-        return v
+        return check_impl_name(v)
 
 
 SERVE_QUANT_SCHEMA = pa.schema([

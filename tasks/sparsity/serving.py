@@ -22,7 +22,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kernels.nm import impls, select_impl
+from kernels.nm import check_impl_name, select_impl
 from models.nm_linear import NMLinear, sparsify_model
 from tasks.data_prep import num_features, table_to_tensors
 from tasks.evaluation.latency import median_ms, state_bytes
@@ -49,9 +49,7 @@ class ServeParams(BaseModel):
     @field_validator("impl")
     @classmethod
     def _registered(cls, v: str) -> str:
-        if v != "auto" and v not in impls():
-            raise ValueError(f"unknown nm_matmul impl; choose auto or one of: {', '.join(sorted(impls()))}")
-        return v
+        return check_impl_name(v)
 
 
 SERVE_SCHEMA = pa.schema(
