@@ -98,7 +98,7 @@ def test_decode_steps_go_through_the_native_kernel():
 def test_serve_errors_name_the_setting():
     with pytest.raises(ValidationError, match="bits=3"):
         ServeQuantParams(weight=WeightQuant(bits=3, group=32))
-    with pytest.raises(ValidationError, match="unknown quant_matmul impl"):
+    with pytest.raises(ValidationError, match="unknown quant impl .nope.; choose auto"):
         ServeQuantParams(impl="nope")
     with pytest.raises(ValueError, match="serve.batch_sizes: 7 > 6 test passages"):
         serve_tinylm(ServeQuantParams(batch_sizes=(7,), prompt_len=2, new_tokens=2), **_inputs())
