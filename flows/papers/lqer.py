@@ -3,7 +3,8 @@ LLMs", ICML 2024, arXiv 2402.02446; catalogue ``../shared/papers/seed_catalog_B.
 ``../shared/research/round2_candidates.md`` sec. 2.1).
 
 Pipeline: prepare (char passages of the stdlib-docs corpus) -> train (tinylm, one per seed) -> quantize
-(RTN, GPTQ, LQER, L2QER, GPTQ + L2QER and equal-bit RTN controls, W4A8; outlier statistics) -> report.
+(RTN, GPTQ, LQER, L2QER, GPTQ + L2QER and equal-bit RTN controls, W4A8; outlier statistics) -> serve (the
+quantized tinylm through the low-bit kernels vs fp32, issue #19) -> report.
 
 Reproduced at our scale if: the activation scale concentrates the error's spectrum (sign test), L2QER at
 the largest rank recovers >= 80 % of the FP-to-RTN bits/char gap on every seed, beats LQER at equal rank and

@@ -3,7 +3,8 @@
 ``../shared/research/round2_candidates.md`` sec. 2).
 
 Pipeline: prepare (char passages) -> train (tinylm seeds) -> quantize (W4A4 RTN without rotation and with
-random orthogonal / Hadamard R1+R2+R4 draws; outlier statistics; synthetic outlier-layer check) -> report.
+random orthogonal / Hadamard R1+R2+R4 draws; outlier statistics; synthetic outlier-layer check) -> serve (the
+quantized tinylm through the low-bit kernels vs fp32, issue #19) -> report.
 
 Reproduced at our scale if: rotation lowers the W4A4 error (on tinylm when it has outlier inputs, else on
 the synthetic layer; 95 % CI over seeds), and random rotations spread widely. Learned (Cayley) rotations
