@@ -17,13 +17,9 @@ Profiles: ``quick`` (a few minutes on 2 CPU cores) and ``full`` (the issue's gri
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,10 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kernels.nm import NMWeight, impls, nm_matmul, select_impl  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-for _key, _val in (("DO_NOT_TRACK", "1"), ("MLFLOW_DISABLE_TELEMETRY", "true")):
-    os.environ.setdefault(_key, _val)
+from harness import device_name, finish, interleaved, log_mlflow, results_path, slug  # noqa: E402
+
+from kernels.nm import NMWeight, impls, nm_matmul, select_impl  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -63,41 +60,14 @@ PROFILES = {
 }
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'cpu'} x{os.cpu_count()}"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed_side_by_side(fns: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds of each fn per repeat; the fns are interleaved within every repeat."""
-    for fn in fns.values():  # warm-up (caches, lazy index layouts, autotuning)
+    """Seconds of each fn per repeat, interleaved within every repeat, after two warm-up calls each
+    (caches, lazy index layouts, autotuning)."""
+    for fn in fns.values():
         fn()
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[key].append(time.perf_counter() - t0)
-    return times
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return interleaved(fns, repeats, sync)[0]
 
 
 def candidate_impls(w: NMWeight, x: torch.Tensor, impl: str) -> list[str]:
@@ -163,35 +133,10 @@ def bench_one(out_f, in_f, batch, n, m, v, dtype_name, impl, repeats, device, ge
     return records
 
 
-def write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def log_mlflow(records: list[dict], json_path: Path, profile: str, device: str) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}"))
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name("bench-kernels")
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        "bench-kernels", artifact_location=(ROOT / "mlartifacts" / "bench-kernels").as_uri())
-    run = client.create_run(exp_id, run_name=f"{profile}-{slug(device)}-t{torch.get_num_threads()}",
-                            tags={"device": device, "profile": profile})
-    rid = run.info.run_id
-    client.log_param(rid, "profile", profile)
-    client.log_param(rid, "device", device)
-    client.log_param(rid, "threads", torch.get_num_threads())
-    for r in records:
-        key = f"{r['impl']}_{r['n']}-{r['m']}_v{r['v']}_{r['dtype']}_{r['shape']}_b{r['batch']}"
-        client.log_metric(rid, f"speedup/{key}", r["speedup"])
-        client.log_metric(rid, f"ours_ms/{key}", r["ours_ms"])
-        client.log_metric(rid, f"dense_ms/{key}", r["dense_ms"])
-    client.log_artifact(rid, str(json_path))
-    client.set_terminated(rid)
+def log_records(records: list[dict], json_path: Path, profile: str, device: str) -> None:
+    log_mlflow(records, json_path, f"{profile}-{slug(device)}", {"device": device, "profile": profile},
+               key=lambda r: f"{r['impl']}_{r['n']}-{r['m']}_v{r['v']}_{r['dtype']}_{r['shape']}_b{r['batch']}",
+               metrics=("speedup", "ours_ms", "dense_ms"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,11 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = device_name(device)
-    suffix = ("" if args.profile == "quick" else f"_{args.profile}") + (
-        f"_t{args.threads}" if args.threads else "") + (
-        f"_{args.dtypes.replace(',', '-')}" if args.dtypes else "")
-    out_path = (Path(args.out) if args.out
-                else ROOT / "benchmarks" / "results" / f"kernels_{slug(name)}{suffix}.json")
+    extra = ([f"t{args.threads}"] if args.threads else []) + ([args.dtypes.replace(",", "-")] if args.dtypes else [])
+    out_path = Path(args.out) if args.out else results_path("kernels", name, args.profile, extra)
     gen = torch.Generator().manual_seed(0)
     impl = args.impl or prof["impl"]
     records = []
@@ -246,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"device": name, "profile": args.profile, "torch": torch.__version__,
                "threads": torch.get_num_threads(), "wall_s": time.time() - t_start,
                "records": records}
-    write_json_atomic(out_path, payload)
-    print(f"wrote {len(records)} records to {out_path} in {payload['wall_s']:.0f} s")
-    if not args.no_mlflow:
-        log_mlflow(records, out_path, args.profile, name)
-    return 0
+    return finish(payload, out_path,
+                  None if args.no_mlflow else lambda: log_records(records, out_path, args.profile, name))
 
 
 if __name__ == "__main__":

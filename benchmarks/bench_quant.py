@@ -45,13 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_kernels import device_name, slug, write_json_atomic  # noqa: E402
+from harness import device_name, finish, interleaved, log_mlflow, results_path, slug  # noqa: E402
 
 from kernels.nm import NMWeight, nm_matmul  # noqa: E402
 from kernels.quant import NMQuantWeight, QuantWeight, quant_matmul  # noqa: E402
-
-for _key, _val in (("DO_NOT_TRACK", "1"), ("MLFLOW_DISABLE_TELEMETRY", "true")):
-    os.environ.setdefault(_key, _val)
 
 COLD_FACTOR = 4  # copies of a weight together exceed this many LLCs in cold mode
 MAX_COPIES = 32
@@ -179,14 +176,7 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
             for _ in range(copies_used[key]):
                 fn()
         load_before = os.getloadavg()[0]
-        times = {k: [] for k in fns}
-        cpu = {k: [] for k in fns}  # process CPU time: blind to preemption by other processes
-        for _ in range(repeats):
-            for key, fn in fns.items():
-                c0, t0 = time.process_time(), time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t0)
-                cpu[key].append(time.process_time() - c0)
+        times, cpu = interleaved(fns, repeats)  # cpu: process CPU time, blind to preemption
         load_after = os.getloadavg()[0]
     med = {k: statistics.median(t) for k, t in times.items()}
     med_cpu = {k: statistics.median(t) for k, t in cpu.items()}
@@ -217,26 +207,11 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
     return records
 
 
-def log_mlflow(records: list[dict], json_path: Path, profile: str, device: str) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}"))
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name("bench-kernels")
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        "bench-kernels", artifact_location=(ROOT / "mlartifacts" / "bench-kernels").as_uri())
-    run = client.create_run(exp_id, run_name=f"quant-{profile}-{slug(device)}-t{torch.get_num_threads()}",
-                            tags={"device": device, "profile": profile, "bench": "quant"})
-    rid = run.info.run_id
-    for key, val in (("profile", profile), ("device", device), ("threads", torch.get_num_threads())):
-        client.log_param(rid, key, val)
-    for r in records:
-        key = f"{r['variant']}_{r['shape']}_b{r['batch']}_{r['mode']}"
-        client.log_metric(rid, f"speedup/{key}", r["speedup"])
-        client.log_metric(rid, f"fraction_of_byte_limit/{key}", r["fraction_of_byte_limit"])
-        client.log_metric(rid, f"ours_ms/{key}", r["ours_ms"])
-    client.log_artifact(rid, str(json_path))
-    client.set_terminated(rid)
+def log_records(records: list[dict], json_path: Path, profile: str, device: str) -> None:
+    log_mlflow(records, json_path, f"quant-{profile}-{slug(device)}",
+               {"device": device, "profile": profile, "bench": "quant"},
+               key=lambda r: f"{r['variant']}_{r['shape']}_b{r['batch']}_{r['mode']}",
+               metrics=("speedup", "fraction_of_byte_limit", "ours_ms"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,10 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     prof = PROFILES[args.profile]
     name = device_name(torch.device("cpu"))
-    suffix = ("" if args.profile == "quick" else f"_{args.profile}") + (
-        f"_t{args.threads}" if args.threads else "")
     out_path = (Path(args.out) if args.out
-                else ROOT / "benchmarks" / "results" / f"quant_{slug(name)}{suffix}.json")
+                else results_path("quant", name, args.profile, [f"t{args.threads}"] if args.threads else []))
     gen = torch.Generator().manual_seed(0)
     records, t_start = [], time.time()
     for out_f, in_f in prof["shapes"]:
@@ -286,11 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"device": name, "profile": args.profile, "torch": torch.__version__,
                "threads": torch.get_num_threads(), "llc_bytes": llc_bytes(),
                "cold_factor": COLD_FACTOR, "wall_s": time.time() - t_start, "records": records}
-    write_json_atomic(out_path, payload)
-    print(f"wrote {len(records)} records to {out_path} in {payload['wall_s']:.0f} s")
-    if not args.no_mlflow:
-        log_mlflow(records, out_path, args.profile, name)
-    return 0
+    return finish(payload, out_path,
+                  None if args.no_mlflow else lambda: log_records(records, out_path, args.profile, name))
 
 
 if __name__ == "__main__":

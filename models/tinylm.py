@@ -82,6 +82,30 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-b, a], -1)
 
 
+class LayerKV:
+    """One decoder layer's cached keys and values, each (B, H, T_past, hd) once filled."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding (what a served LM keeps between steps).
+
+    Pass an empty cache with the prompt (prefill, causal), then one token per call; the cache grows
+    in place. ``length`` is the number of positions decoded so far (the next token's position).
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers = [LayerKV() for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        k = self.layers[0].k
+        return 0 if k is None else k.shape[2]
+
+
 class Attention(nn.Module):
     """Causal multi-head self-attention with RoPE on q and k."""
 
@@ -91,11 +115,20 @@ class Attention(nn.Module):
         self.q_proj, self.k_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
         self.v_proj, self.o_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                kv: LayerKV | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin  # (B, H, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        causal = True
+        if kv is not None:
+            if kv.k is not None:  # decoding: the new tokens attend to every cached position
+                if t != 1:
+                    raise ValueError(f"a cached forward takes one new token per step, got {t}")
+                k, v = torch.cat([kv.k, k], 2), torch.cat([kv.v, v], 2)  # (B, H, T_past + 1, hd)
+                causal = False
+            kv.k, kv.v = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -120,8 +153,9 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(spec.d_model, spec.eps)
         self.mlp = MLP(spec)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -151,15 +185,21 @@ class TinyLM(nn.Module):
                 std = 0.02 / math.sqrt(2 * spec.n_layers) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                 nn.init.normal_(p, std=std)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        t = tokens.shape[1]
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) of ``tokens`` (B, T); with ``cache`` the tokens continue the cached
+        positions (an empty cache: the prompt; then one token per call) and the cache is extended."""
+        p = 0 if cache is None else cache.length
+        t = p + tokens.shape[1]
         if t > self.spec.max_len:
             raise ValueError(f"sequence length {t} > max_len {self.spec.max_len}")
-        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+        cos, sin = self.rope_cos[p:t], self.rope_sin[p:t]
         x = self.model.embed_tokens(tokens)
-        for layer in self.model.layers:
-            x = layer(x, cos, sin)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, None if cache is None else cache.layers[i])
         return self.lm_head(self.model.norm(x))
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.spec.n_layers)
 
     def linear_names(self) -> list[str]:
         """Every decoder linear, HF names (``model.layers.<i>.<LINEARS entry>``), in forward order."""

@@ -3,7 +3,8 @@ LLMs", ICML 2024, arXiv 2402.02446; catalogue ``../shared/papers/seed_catalog_B.
 ``../shared/research/round2_candidates.md`` sec. 2.1).
 
 Pipeline: prepare (char passages of the stdlib-docs corpus) -> train (tinylm, one per seed) -> quantize
-(RTN, GPTQ, LQER, L2QER, GPTQ + L2QER and equal-bit RTN controls, W4A8; outlier statistics) -> report.
+(RTN, GPTQ, LQER, L2QER, GPTQ + L2QER and equal-bit RTN controls, W4A8; outlier statistics) -> serve (the
+quantized tinylm through the low-bit kernels vs fp32, issue #19) -> report.
 
 Reproduced at our scale if: the activation scale concentrates the error's spectrum (sign test), L2QER at
 the largest rank recovers >= 80 % of the FP-to-RTN bits/char gap on every seed, beats LQER at equal rank and
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
 from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.quant.serving import ServeQuantParams, serve_stage
 from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
 
 
@@ -29,11 +31,13 @@ class LQERPaperParams(BaseModel):
     data: CorpusParams = CorpusParams()
     train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: LQERParams = LQERParams()
+    serve: ServeQuantParams = ServeQuantParams()
     report: LQERReportParams = LQERReportParams()
 
     @model_validator(mode="after")
     def _fits_model(self) -> LQERPaperParams:
         check_widths(self.train.model, self.quantize.weight, self.quantize.ranks)
+        check_widths(self.train.model, self.serve.weight, ())
         return self
 
 
@@ -60,6 +64,7 @@ PAPER = register_paper(
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "svd": "svd.parquet", "outliers": "outliers.parquet",
                            "quantized": "quantized.safetensors", "metrics": "metrics.json"}),
+            serve_stage(),  # issue #19: the quantized tinylm through the low-bit kernels vs fp32
             Stage("report", report_lqer, params=("report",),
                   inputs={"results": "quantize.results", "svd": "quantize.svd", "outliers": "quantize.outliers",
                           "train_metrics": "train.metrics", "metrics": "quantize.metrics"},

@@ -3,7 +3,8 @@
 ``../shared/research/round2_candidates.md`` sec. 2).
 
 Pipeline: prepare (char passages) -> train (tinylm seeds) -> quantize (W4A4 RTN without rotation and with
-random orthogonal / Hadamard R1+R2+R4 draws; outlier statistics; synthetic outlier-layer check) -> report.
+random orthogonal / Hadamard R1+R2+R4 draws; outlier statistics; synthetic outlier-layer check) -> serve (the
+quantized tinylm through the low-bit kernels vs fp32, issue #19) -> report.
 
 Reproduced at our scale if: rotation lowers the W4A4 error (on tinylm when it has outlier inputs, else on
 the synthetic layer; 95 % CI over seeds), and random rotations spread widely. Learned (Cayley) rotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, prepare_corpus, report_spinquant, spinquant_quantize
 from tasks.platform.stage import Paper, Stage, register_paper
+from tasks.quant.serving import ServeQuantParams, serve_stage
 from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
 
 
@@ -29,11 +31,13 @@ class SpinQuantPaperParams(BaseModel):
     data: CorpusParams = CorpusParams()
     train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: SpinQuantParams = SpinQuantParams()
+    serve: ServeQuantParams = ServeQuantParams()
     report: SpinQuantReportParams = SpinQuantReportParams()
 
     @model_validator(mode="after")
     def _fits_model(self) -> SpinQuantPaperParams:
         check_widths(self.train.model, self.quantize.weight, ())
+        check_widths(self.train.model, self.serve.weight, ())
         return self
 
 
@@ -56,6 +60,7 @@ PAPER = register_paper(
             Stage("quantize", spinquant_quantize, params=("quantize",),
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "outliers": "outliers.parquet", "synthetic": "synthetic.parquet"}),
+            serve_stage(),  # issue #19: the quantized tinylm through the low-bit kernels vs fp32
             Stage("report", report_spinquant, params=("report",),
                   inputs={"results": "quantize.results", "outliers": "quantize.outliers", "synthetic": "quantize.synthetic",
                           "train_metrics": "train.metrics"},

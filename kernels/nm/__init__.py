@@ -15,11 +15,12 @@ from kernels.nm.format import (
     validate_nm,
 )
 from kernels.nm.reference import nm_matmul_reference
-from kernels.nm.registry import Impl, check_inputs, get_impl, impls, nm_matmul, register_impl, select_impl
+from kernels.nm.registry import Impl, check_impl_name, check_inputs, get_impl, impls, nm_matmul, register_impl, select_impl
 
 __all__ = [
     "Impl",
     "NMWeight",
+    "check_impl_name",
     "check_inputs",
     "get_impl",
     "impls",

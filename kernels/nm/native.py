@@ -24,14 +24,12 @@ from torch import Tensor
 
 from kernels.nm.cpu import MIN_AUTO_V
 from kernels.nm.format import NMWeight, index_bits
-from kernels.native_build import build_library, has_avx512
+from kernels.native_build import MAX_BATCH, build_library, has_avx512, kmajor, native_rows, team_size
 from kernels.nm.registry import Impl, check_inputs, register_impl
 
 __all__ = ["nm_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "nm_cpu.c"
-PARALLEL_WORK = 1 << 20  # multiply-adds per extra thread
-MAX_BATCH = 64  # beyond this the BLAS-backed torch path is the right tool
 AUTO_MAX_BATCH = 16  # with v >= 8, above this the BLAS-backed torch path (`cpu`) takes over
 
 
@@ -71,43 +69,27 @@ def nm_matmul_native(w: NMWeight, x: Tensor) -> Tensor:
         ValueError: more than 64 rows of x, or a non-CPU tensor.
     """
     check_inputs(w, x)
-    if x.dtype != torch.float32:
-        raise TypeError(f"native N:M impl supports fp32 only, got {x.dtype}")
-    if x.device.type != "cpu":
-        raise ValueError(f"native N:M impl runs on CPU, got {x.device}")
     out_features, in_features = w.shape
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, in_features)
-    batch = x2.shape[0]
-    if batch > MAX_BATCH:
-        raise ValueError(f"native N:M impl handles at most {MAX_BATCH} rows of x, got {batch}")
     lib = _library()
-    if lib is None:
-        raise RuntimeError("native N:M kernel could not be built (no C compiler?)")
+    x2, lead, batch = native_rows(x, in_features, "N:M", lib)
     values = w.values.detach().contiguous()  # (out, K')
     offsets = w.offsets_u8()  # (n_vec, K') uint8
     y = torch.empty(batch, out_features, dtype=x.dtype)  # (B, out)
-    # NOTE: an OpenMP team costs tens of microseconds to wake (milliseconds on a loaded machine), so
-    # small layers run on the calling thread only
-    threads = max(1, min(torch.get_num_threads(), out_features * w.kept * batch // PARALLEL_WORK))
+    threads = team_size(out_features * w.kept * batch)
     status = 0
     if batch == 1 and _packed_path(w, lib):
         # 1:2 / 2:4 per-row: read the bit-packed storage indices directly (log2 m bits per value)
-        xc = x2.detach().contiguous()
         status = lib.nm_spmm_half_packed_f32(
-            xc.data_ptr(), values.data_ptr(), w.indices.data_ptr(), y.data_ptr(),
+            x2.data_ptr(), values.data_ptr(), w.indices.data_ptr(), y.data_ptr(),
             out_features, in_features, w.n, w.m, threads)
     elif batch and w.v == 1 and batch > 1:
         # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
-        padded = -(-batch // 16) * 16
-        xt = x2.new_zeros(in_features, padded)  # (in, Bp)
-        xt[:, :batch] = x2.detach().T
+        xt, padded = kmajor(x2)  # (in, Bp)
         status = lib.nm_spmm_rows_kmajor_f32(
             xt.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
             out_features, in_features, w.n, w.m, padded, batch, threads)
     elif batch:
-        xc = x2.detach().contiguous()  # (B, in)
-        status = lib.nm_spmm_f32(xc.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
+        status = lib.nm_spmm_f32(x2.data_ptr(), values.data_ptr(), offsets.data_ptr(), y.data_ptr(),
                                  out_features, in_features, w.n, w.m, w.v, batch, threads)
     if status:
         raise RuntimeError(f"native N:M kernel failed with status {status}")

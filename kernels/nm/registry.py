@@ -7,7 +7,8 @@
 column-vector form ``Y = W @ X`` with ``X = x.T`` we return ``Y.T``.
 
 Selection: ``REPROLAB_KERNEL=reference`` forces the reference everywhere (even over an explicit
-``impl=``). ``REPROLAB_KERNEL=<name>`` replaces ``"auto"`` by that impl. ``"auto"`` takes the
+``impl=``). ``REPROLAB_KERNEL=<name>`` replaces ``"auto"`` by that impl when it is an N:M impl (the
+switch is shared with :mod:`kernels.quant`; other names are ignored). ``"auto"`` takes the
 highest-priority impl whose ``available()`` is true and that ``supports(w, x)``.
 """
 
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from kernels.nm.format import NMWeight
 
-__all__ = ["Impl", "check_inputs", "get_impl", "impls", "nm_matmul", "register_impl", "select_impl"]
+__all__ = ["Impl", "check_impl_name", "check_inputs", "get_impl", "impls", "nm_matmul", "register_impl", "select_impl"]
 
 ENV_VAR = "REPROLAB_KERNEL"
 
@@ -74,9 +75,39 @@ class ImplRegistry:
             raise ValueError(f"unknown {self.family} impl {name!r}; registered: {sorted(self._impls)}")
         return self._impls[name]
 
+    def check_name(self, name: str) -> str:
+        """``name`` when it is ``"auto"`` or registered (a params validator's check), else ValueError."""
+        if name != "auto" and name not in self._impls:
+            raise ValueError(f"unknown {self.family} impl {name!r}; choose auto or one of: {', '.join(sorted(self._impls))}")
+        return name
+
+    def select(self, w, x: Tensor, impl: str = "auto") -> Impl:
+        """Resolve ``impl`` and the env switch to a registered, usable :class:`Impl`.
+
+        ``REPROLAB_KERNEL=reference`` forces the reference; another value replaces ``"auto"`` when it
+        names an impl of this family (the switch is shared by every family, so a name another family
+        registers is ignored here); ``"auto"`` takes the highest-priority available impl whose
+        ``supports(w, x)`` holds, falling back to the reference.
+        """
+        forced = os.environ.get(ENV_VAR, "").strip()
+        if forced == "reference":
+            return self.get("reference")
+        if impl == "auto" and forced in self._impls:
+            impl = forced
+        if impl != "auto":
+            chosen = self.get(impl)
+            if not chosen.available():
+                raise RuntimeError(f"{self.family} impl {impl!r} is not available in this process")
+            return chosen
+        for cand in sorted(self._impls.values(), key=lambda c: -c.priority):
+            if cand.available() and cand.supports(w, x):
+                return cand
+        return self.get("reference")
+
 
 _REGISTRY = ImplRegistry("N:M")
 register_impl = _REGISTRY.register
+check_impl_name = _REGISTRY.check_name
 impls = _REGISTRY.all
 get_impl = _REGISTRY.get
 
@@ -103,21 +134,8 @@ def check_inputs(w: NMWeight, x: Tensor) -> None:
 
 
 def select_impl(w: NMWeight, x: Tensor, impl: str = "auto") -> Impl:
-    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl`."""
-    forced = os.environ.get(ENV_VAR, "").strip()
-    if forced == "reference":
-        return get_impl("reference")
-    if impl == "auto" and forced and forced != "auto":
-        impl = forced
-    if impl != "auto":
-        chosen = get_impl(impl)
-        if not chosen.available():
-            raise RuntimeError(f"N:M impl {impl!r} is not available in this process")
-        return chosen
-    for cand in sorted(impls().values(), key=lambda c: -c.priority):
-        if cand.available() and cand.supports(w, x):
-            return cand
-    return get_impl("reference")
+    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl` (:meth:`ImplRegistry.select`)."""
+    return _REGISTRY.select(w, x, impl)
 
 
 def nm_matmul(w: NMWeight, x: Tensor, impl: str = "auto") -> Tensor:

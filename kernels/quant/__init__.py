@@ -16,12 +16,13 @@ from kernels.quant.format import (
     validate_quant,
 )
 from kernels.quant.reference import quant_matmul_reference
-from kernels.quant.registry import check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
+from kernels.quant.registry import check_impl_name, check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
 
 __all__ = [
     "BITS",
     "NMQuantWeight",
     "QuantWeight",
+    "check_impl_name",
     "check_inputs",
     "expected_nbytes",
     "get_impl",

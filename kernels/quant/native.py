@@ -24,15 +24,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import build_library, has_avx512
+from kernels.native_build import MAX_BATCH, build_library, has_avx512, kmajor, native_rows, team_size
 from kernels.quant.format import NMQuantWeight, QuantWeight
 from kernels.quant.registry import Impl, check_inputs, register_impl
 
 __all__ = ["quant_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "quant_cpu.c"
-PARALLEL_WORK = 1 << 20  # multiply-adds per extra thread (an OpenMP wake-up costs tens of us)
-MAX_BATCH = 64
 
 
 @functools.cache
@@ -68,24 +66,14 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
         ValueError: more than 64 rows of x, or a non-CPU tensor.
     """
     check_inputs(w, x)
-    if x.dtype != torch.float32:
-        raise TypeError(f"native quant impl supports fp32 activations only, got {x.dtype}")
-    if x.device.type != "cpu":
-        raise ValueError(f"native quant impl runs on CPU, got {x.device}")
     out_features, in_features = w.shape
-    lead = x.shape[:-1]
-    x2 = x.detach().reshape(-1, in_features).contiguous()  # (B, in)
-    batch = x2.shape[0]
-    if batch > MAX_BATCH:
-        raise ValueError(f"native quant impl handles at most {MAX_BATCH} rows of x, got {batch}")
     lib = _library()
-    if lib is None:
-        raise RuntimeError("native quant kernel could not be built (no C compiler?)")
+    x2, lead, batch = native_rows(x, in_features, "quant", lib)
     q = w.q if isinstance(w, NMQuantWeight) else w
     y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
     if batch == 0:
         return y.view(*lead, out_features)
-    threads = max(1, min(torch.get_num_threads(), q.shape[0] * q.shape[1] * batch // PARALLEL_WORK))
+    threads = team_size(q.shape[0] * q.shape[1] * batch)
     scale_f16 = int(q.scales.dtype == torch.float16)
     zeros = None if q.zeros is None else q.zeros.data_ptr()
     if isinstance(w, QuantWeight):
@@ -94,9 +82,7 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
                                     batch, threads)
     elif w.v == 1 and batch > 1:
         # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
-        padded = -(-batch // 16) * 16
-        xt = x2.new_zeros(in_features, padded)  # (in, Bp)
-        xt[:, :batch] = x2.T
+        xt, padded = kmajor(x2)  # (in, Bp)
         off = w.pattern().offsets_u8()  # (out, K') uint8, cached
         status = lib.nmq_rows_kmajor_f32(xt.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(),
                                          scale_f16, zeros, off.data_ptr(), y.data_ptr(), out_features,

@@ -12,18 +12,17 @@ when ``<name>`` is a registered *quant* impl (N:M-only names such as ``cpu`` are
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
 
-from kernels.nm.registry import ENV_VAR, Impl, ImplRegistry
+from kernels.nm.registry import Impl, ImplRegistry
 from kernels.quant.format import NMQuantWeight, QuantWeight
 
-__all__ = ["check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
+__all__ = ["check_impl_name", "check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
 
 _REGISTRY = ImplRegistry("quant")
 register_impl = _REGISTRY.register
+check_impl_name = _REGISTRY.check_name
 impls = _REGISTRY.all
 get_impl = _REGISTRY.get
 
@@ -50,21 +49,8 @@ def check_inputs(w: QuantWeight | NMQuantWeight, x: Tensor) -> None:
 
 
 def select_impl(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") -> Impl:
-    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl`."""
-    forced = os.environ.get(ENV_VAR, "").strip()
-    if forced == "reference":
-        return get_impl("reference")
-    if impl == "auto" and forced in impls():
-        impl = forced
-    if impl != "auto":
-        chosen = get_impl(impl)
-        if not chosen.available():
-            raise RuntimeError(f"quant impl {impl!r} is not available in this process")
-        return chosen
-    for cand in sorted(impls().values(), key=lambda c: -c.priority):
-        if cand.available() and cand.supports(w, x):
-            return cand
-    return get_impl("reference")
+    """Resolve ``impl`` (and the env switch) to a registered, usable :class:`Impl` (:meth:`ImplRegistry.select`)."""
+    return _REGISTRY.select(w, x, impl)
 
 
 def quant_matmul(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") -> Tensor:

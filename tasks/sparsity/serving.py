@@ -17,15 +17,15 @@ layers left dense), not process RSS.
 from __future__ import annotations
 
 import statistics
-import time
 
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kernels.nm import impls, select_impl
+from kernels.nm import check_impl_name, select_impl
 from models.nm_linear import NMLinear, sparsify_model
 from tasks.data_prep import num_features, table_to_tensors
+from tasks.evaluation.latency import median_ms, state_bytes
 from tasks.sparsity.nm import PruneParams, parse_variant, pruned_layers, unpack_groups
 from tasks.train import TrainParams, load_model, num_classes
 from tasks.platform.params import SetOf
@@ -49,9 +49,7 @@ class ServeParams(BaseModel):
     @field_validator("impl")
     @classmethod
     def _registered(cls, v: str) -> str:
-        if v != "auto" and v not in impls():
-            raise ValueError(f"unknown nm_matmul impl; choose auto or one of: {', '.join(sorted(impls()))}")
-        return v
+        return check_impl_name(v)
 
 
 SERVE_SCHEMA = pa.schema(
@@ -73,23 +71,6 @@ SERVE_SCHEMA = pa.schema(
         ("max_abs_logit_diff", pa.float64()),
     ]
 )
-
-
-def state_bytes(model: torch.nn.Module) -> int:
-    """Bytes of every tensor in the model's state_dict."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def _median_ms(fns: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
-    for fn in fns.values():  # warm-up: caches, lazy index layouts, native kernel build
-        fn(x)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            t0 = time.perf_counter()
-            fn(x)
-            times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 @torch.no_grad()
@@ -132,7 +113,7 @@ def serve(params: dict[str, BaseModel], *, finetuned: dict[str, torch.Tensor],
                 xb = x_test if batch == 0 else x_test[:batch].repeat(-(-batch // len(x_test)), 1)[:batch]
                 probe = torch.zeros(xb.shape[0], first.in_features)
                 impl = select_impl(first.nm_weight(), probe, serve_p.impl).name
-                t = _median_ms({"dense": dense, "nm": served}, xb, serve_p.repeats)
+                t = median_ms({"dense": dense, "nm": served}, xb, serve_p.repeats)
                 rows.append(dict(
                     model=var, pattern=f"{n}:{m}", v=v, sparsity=1 - n / m, seed=seed,
                     batch=int(xb.shape[0]), impl=impl, dense_ms=t["dense"], nm_ms=t["nm"],

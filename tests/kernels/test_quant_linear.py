@@ -83,3 +83,22 @@ def test_quantize_model_dense_and_errors():
         quantize_model(m, bits=4, group=64)
     with pytest.raises(ValueError, match="no nn.Linear"):
         quantize_model(nn.ReLU(), bits=4)
+
+
+def test_cached_weight_follows_the_buffers():
+    """weight() is built once per set of buffers: in-place edits and loaded state dicts are seen,
+    a replaced buffer rebuilds it, and a corrupted buffer still raises on the next call."""
+    ql = QuantLinear.from_linear(nn.Linear(64, 8), bits=4, group=32)
+    w = ql.weight()
+    assert ql.weight() is w
+    x = torch.randn(2, 64)
+    ql.scales.mul_(2)  # in place: same tensors, the cached weight reads the new values
+    torch.testing.assert_close(ql(x), nn.functional.linear(x, ql.to_dense(), ql.bias), rtol=1e-5, atol=1e-5)
+    other = QuantLinear.from_linear(nn.Linear(64, 8), bits=4, group=32)
+    ql.load_state_dict(other.state_dict())
+    torch.testing.assert_close(ql(x), other(x))
+    ql.scales = ql.scales.double().float().clone()  # a new tensor: rebuilt
+    assert ql.weight() is not w and ql.weight().scales is ql.scales
+    ql.codes = torch.zeros(8, 31, dtype=torch.uint8)  # wrong packed width
+    with pytest.raises(ValueError, match="codes must be uint8 of shape"):
+        ql(x)

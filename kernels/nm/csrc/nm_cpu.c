@@ -14,6 +14,8 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "nm_common.h"
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -21,11 +23,6 @@
 /* column of compacted position k: (k / n) * m + off[k]; shifts when n and m are powers of two */
 #define COL(k) (pow2 ? ((((k) >> sn) << sm) + orow[k]) : (((k) / n) * m + orow[k]))
 
-static int log2_exact(int64_t a) {
-    int s = 0;
-    while ((INT64_C(1) << s) < a) ++s;
-    return (INT64_C(1) << s) == a ? s : -1;
-}
 
 static float dot(const float *restrict a, const float *restrict b, int64_t len) {
     float acc = 0.f;
@@ -176,40 +173,11 @@ int nm_spmm_rows_kmajor_f32(const float *restrict xt, const float *restrict vals
                             const uint8_t *restrict off, float *restrict y, int64_t out, int64_t in,
                             int64_t n, int64_t m, int64_t bp, int64_t batch, int nthreads) {
     const int64_t kp = in / m * n;
-    const int sn = log2_exact(n), sm = log2_exact(m), pow2 = sn >= 0 && sm >= 0;
+    const nm_geom geo = nm_geometry(n, m);
     if (bp % 16) return 3;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t o = 0; o < out; ++o) {
-        const float *restrict vr = vals + o * kp;
-        const uint8_t *restrict orow = off + o * kp;
-        for (int64_t b0 = 0; b0 < batch; b0 += 16) {
-            /* four independent accumulators break the FMA latency chain of one row */
-            float acc[16] = {0}, acc1[16] = {0}, acc2[16] = {0}, acc3[16] = {0};
-            int64_t k = 0;
-            for (; k + 4 <= kp; k += 4) {
-                const float *restrict x0 = xt + COL(k) * bp + b0;
-                const float *restrict x1 = xt + COL(k + 1) * bp + b0;
-                const float *restrict x2 = xt + COL(k + 2) * bp + b0;
-                const float *restrict x3 = xt + COL(k + 3) * bp + b0;
-                const float a0 = vr[k], a1 = vr[k + 1], a2 = vr[k + 2], a3 = vr[k + 3];
-#pragma omp simd
-                for (int b = 0; b < 16; ++b) {
-                    acc[b] += a0 * x0[b];
-                    acc1[b] += a1 * x1[b];
-                    acc2[b] += a2 * x2[b];
-                    acc3[b] += a3 * x3[b];
-                }
-            }
-            for (; k < kp; ++k) {
-                const float a = vr[k];
-                const float *restrict xb = xt + COL(k) * bp + b0;
-#pragma omp simd
-                for (int b = 0; b < 16; ++b) acc[b] += a * xb[b];
-            }
-            for (int b = 0; b < 16; ++b) acc[b] += acc1[b] + acc2[b] + acc3[b];
-            for (int64_t b = b0; b < batch && b < b0 + 16; ++b) y[b * out + o] = acc[b - b0];
-        }
-    }
+    for (int64_t o = 0; o < out; ++o)
+        nm_row_kmajor(&geo, vals + o * kp, off + o * kp, kp, xt, bp, batch, y, out, o);
     return 0;
 }
 
