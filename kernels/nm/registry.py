@@ -14,6 +14,7 @@ highest-priority impl whose ``available()`` is true and that ``supports(w, x)``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,9 +56,27 @@ class ImplRegistry:
     A duplicate name raises (no silent overwrite); an unknown one names the registered ones.
     """
 
+    #: modules that define a family (the ``REPROLAB_KERNEL`` switch is checked against all of them)
+    FAMILY_MODULES = ("kernels.nm.registry", "kernels.quant.registry")
+    _families: list[ImplRegistry] = []
+
     def __init__(self, family: str):
         self.family = family
         self._impls: dict[str, Impl] = {}
+        ImplRegistry._families.append(self)
+
+    @classmethod
+    def check_switch(cls, forced: str) -> None:
+        """Raise when ``REPROLAB_KERNEL`` names an impl that no family registers (a typo would
+        otherwise be ignored silently, since each family skips the names of the others)."""
+        if forced in ("", "auto", "reference"):
+            return
+        for mod in cls.FAMILY_MODULES:
+            importlib.import_module(mod)
+        known = sorted({n for reg in cls._families for n in reg._impls})
+        if forced not in known:
+            raise ValueError(f"{ENV_VAR}={forced!r} names no kernel impl; choose reference or one of: "
+                             f"{', '.join(known)}")
 
     def register(self, impl: Impl) -> Impl:
         """Add an impl; a duplicate name raises (no silent overwrite)."""
@@ -90,6 +109,8 @@ class ImplRegistry:
         ``supports(w, x)`` holds, falling back to the reference.
         """
         forced = os.environ.get(ENV_VAR, "").strip()
+        if forced not in self._impls:
+            self.check_switch(forced)
         if forced == "reference":
             return self.get("reference")
         if impl == "auto" and forced in self._impls:

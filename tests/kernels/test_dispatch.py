@@ -96,3 +96,12 @@ def test_native_packed_half_path(n, m, in_features):
     w = random_nm(9, in_features, n, m, 1)
     x = torch.randn(1, in_features)
     torch.testing.assert_close(native.fn(w, x), x @ w.to_dense().T)
+
+
+def test_a_kernel_switch_no_family_registers_is_refused(monkeypatch):
+    """REPROLAB_KERNEL is shared by the N:M and quant families: a name of the other family is
+    skipped, a name of neither is a typo and raises naming the switch and the known names."""
+    nw = random_nm(8, 8, 1, 4, 1)
+    monkeypatch.setenv("REPROLAB_KERNEL", "cpuu")
+    with pytest.raises(ValueError, match=r"REPROLAB_KERNEL='cpuu' names no kernel impl.*reference"):
+        nm_matmul(nw, torch.randn(1, 8))
