@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
+from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, report_lqer
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, prepare_corpus
+from tasks.quant.tinylm import train_tinylm
 
 
 class LQERPaperParams(BaseModel):

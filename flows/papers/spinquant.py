@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, prepare_corpus, report_spinquant, spinquant_quantize
+from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, report_spinquant, spinquant_quantize
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
+from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, prepare_corpus
+from tasks.quant.tinylm import train_tinylm
 
 
 class SpinQuantPaperParams(BaseModel):

@@ -1,9 +1,8 @@
 """tinylm in the pipeline: training, held-out bits/char, calibration inputs, outlier statistics and
 running a model with fake-quantized linears (RTN / GPTQ, optional low-rank adapters, quantized inputs).
 
-The corpus comes in as a passages table (``split``, ``text``): built by the paper's prepare stage from the
-text corpus the project already builds (:func:`tasks.audit.text_detect.corpus_text`), so this domain does
-not import another domain.
+The corpus is a passages table (``split``, ``text``) built by :func:`prepare_corpus` (every quantization
+paper's prepare stage) from the text corpus the project already builds (:func:`tasks.data_prep.corpus_text`).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from torch.nn import functional as F
 
 from models.charlm import encode
 from models.tinylm import TinyLM, TinyLMSpec
+from tasks.data_prep import corpus_text
 from tasks.platform.errors import ArtifactError
 from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
 from tasks.train import pack_seeds, torch_threads
@@ -60,6 +60,12 @@ def make_passages(params: CorpusParams, text: str) -> pa.Table:
     train = train[: params.max_train] if params.max_train else train
     rows = [("test", t) for t in test] + [("val", t) for t in val] + [("train", t) for t in train]
     return pa.Table.from_pylist([{"split": s, "text": t} for s, t in rows], schema=PASSAGES_SCHEMA)
+
+
+def prepare_corpus(params: CorpusParams) -> dict[str, object]:
+    """Stage core (every quantization paper's ``prepare``): the ``passages`` table of the project's
+    stdlib-docs character corpus (:func:`make_passages`)."""
+    return {"passages": make_passages(params, corpus_text())}
 
 
 class TinyLMTrainParams(BaseModel):
