@@ -13,21 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from tasks.papers.boa import BoAParams, BoAReportParams, boa_run, report_boa
 from tasks.platform.stage import Paper, Stage, register_paper
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, prepare_corpus
-from tasks.quant.tinylm import train_tinylm
+from tasks.quant.tinylm import TinyLMPaperParams, check_widths, tinylm_stages
 
 
-class BoAPaperParams(BaseModel):
-    """The ``boa`` section of params.yaml."""
+class BoAPaperParams(TinyLMPaperParams):
+    """The ``boa`` section of params.yaml (``data`` and ``train`` from :class:`TinyLMPaperParams`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: CorpusParams = CorpusParams()
-    train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: BoAParams = BoAParams()
     report: BoAReportParams = BoAReportParams()
 
@@ -51,10 +46,7 @@ PAPER = register_paper(
             "lower attention-output error (the mechanism)",
         ),
         stages=(
-            Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
-            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+            *tinylm_stages(),
             Stage("quantize", boa_run, params=("quantize",),
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "quantized": "quantized.safetensors", "metrics": "metrics.json"}),

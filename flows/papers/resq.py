@@ -13,22 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from tasks.papers.resq import ResQParams, ResQReportParams, report_resq, resq_quantize
 from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.quant.fakequant import WeightQuant
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, prepare_corpus
-from tasks.quant.tinylm import train_tinylm
+from tasks.quant.tinylm import TinyLMPaperParams, check_widths, tinylm_stages
 
 
-class ResQPaperParams(BaseModel):
-    """The ``resq`` section of params.yaml."""
+class ResQPaperParams(TinyLMPaperParams):
+    """The ``resq`` section of params.yaml (``data`` and ``train`` from :class:`TinyLMPaperParams`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: CorpusParams = CorpusParams()
-    train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: ResQParams = ResQParams()
     report: ResQReportParams = ResQReportParams()
 
@@ -56,10 +51,7 @@ PAPER = register_paper(
             "up to 3x speedup (not testable on CPU)",
         ),
         stages=(
-            Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
-            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+            *tinylm_stages(),
             Stage("quantize", resq_quantize, params=("quantize",),
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "outliers": "outliers.parquet"}),

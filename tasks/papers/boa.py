@@ -25,7 +25,8 @@ from tasks.evaluation.seeds import arm_table, claims_metrics, interval_fields, p
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.quant.boa import attention_output_error, boa_quantize_model
 from tasks.quant.fakequant import WeightQuant
-from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, load_tinylm, quantize_weights, split_tokens, swap_linears
+from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, load_tinylm, models_line, quantize_weights, split_tokens
+from tasks.quant.tinylm import swap_linears
 from tasks.train import torch_threads, unpack_seeds
 
 
@@ -149,14 +150,12 @@ def report_boa(params: BoAReportParams, *, results: pa.Table, train_metrics: dic
     arms = [a for a in by if a != "fp32"]
     tab = arm_table({a: val(a, "test_bpc") for a in ["fp32", *arms]},
                     {a: f"attention-output error {np.mean(list(val(a, 'attn_err').values())):.4f}" for a in ["fp32", *arms]})
-    tm = train_metrics
     timing = ", ".join(f"{k} {v:.1f}" for k, v in sorted(metrics.items()))
+    what = (f"weight-only RTN / GPTQ / BoA at INT{'/'.join(map(str, bits))} on the same grid and calibration passages; "
+            "layer-local attention-output error on held-out passages.")
     rep = Report(
         title="BoA: Attention-aware Post-training Quantization without Backpropagation, on tinylm",
-        paper="boa", arxiv="2406.13474",
-        summary=(f"{len(by['fp32'])} tinylm seeds ({tm['n_params']:,} parameters, held-out {tm['test_bpc_mean']:.3f} "
-                 f"bits/char); weight-only RTN / GPTQ / BoA at INT{'/'.join(map(str, bits))} on the same grid and "
-                 "calibration passages; layer-local attention-output error on held-out passages."),
+        paper="boa", arxiv="2406.13474", summary=f"{models_line(len(by['fp32']), train_metrics)}; {what}",
         claims=claims,
         tables={"Arms: held-out bits/char (mean over seeds; 95% CI)": tab},
         notes=(

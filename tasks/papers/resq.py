@@ -33,7 +33,7 @@ from tasks.quant.fakequant import WeightQuant, weight_bits
 from tasks.quant.resq import mixed_layer, resq_projection
 from tasks.quant.rotation import spinquant_arm, w4a4_layers
 from tasks.quant.tinylm import bits_per_char, capture_inputs, linear_layers, load_tinylm, outlier_stats, split_tokens
-from tasks.quant.tinylm import swap_linears
+from tasks.quant.tinylm import models_line, outlier_note, swap_linears
 from tasks.train import torch_threads, unpack_seeds
 
 ARMS = ("fp32", "rtn", "spinquant", "rot4", "resq", "resq_random", "resq_channels", "uniform45")
@@ -162,24 +162,17 @@ def report_resq(params: ResQReportParams, *, results: pa.Table, outliers: pa.Tab
               "needs GPU mixed-precision kernels; our quantization is simulated on CPU"),
     ]
     tab = arm_table({a: v[a] for a in ARMS}, {a: f"{bpw[a]:.2f} bits/weight, gap {gap[a]:+.4f}" for a in ARMS})
-    orows = outliers.to_pylist()
-    n_out = sum(r["rms_ratio"] >= params.outlier_rms_ratio for r in orows)
-    worst = max(orows, key=lambda r: r["rms_ratio"])
-    tm = train_metrics
+    n_out, out_note = outlier_note(outliers, params.outlier_rms_ratio)
+    what = ("W4A4 fake quantization of every decoder linear (RTN weights per channel, per-token inputs), ResQ with "
+            "r = 1/8 of each linear's input width at 8 bits vs SpinQuant's random Hadamard rotations, RTN and three controls.")
     rep = Report(
         title="ResQ: Mixed-Precision Quantization of Large Language Models with Low-Rank Residuals, on tinylm",
-        paper="resq", arxiv="2412.14363",
-        summary=(f"{len(v['fp32'])} tinylm seeds ({tm['n_params']:,} parameters, held-out {tm['test_bpc_mean']:.3f} "
-                 "bits/char); W4A4 fake quantization of every decoder linear (RTN weights per channel, per-token inputs), "
-                 "ResQ with r = 1/8 of each linear's input width at 8 bits vs SpinQuant's random Hadamard rotations, "
-                 "RTN and three controls."),
+        paper="resq", arxiv="2412.14363", summary=f"{models_line(len(v['fp32']), train_metrics)}; {what}",
         claims=claims,
         tables={"Arms: W4A4 held-out bits/char (mean over seeds; SpinQuant draws averaged; 95% CI)": tab},
         notes=(
-            f"Outlier diagnosis: {n_out}/{len(orows)} linear inputs have max/median channel RMS >= "
-            f"{params.outlier_rms_ratio:g} (largest: {worst['layer']}, seed {worst['seed']}, ratio {worst['rms_ratio']:.1f}, "
-            f"kurtosis {worst['kurtosis']:.1f}). ResQ's comparison is at equal rotation machinery, so it does not hinge on "
-            "outliers the way the rotation-vs-no-rotation claim does.",
+            out_note + " ResQ's comparison is at equal rotation machinery, so it does not hinge on outliers the way "
+            "the rotation-vs-no-rotation claim does.",
             "Assumption: one PCA projection per linear input, applied online (the paper merges one basis per residual "
             "stream / attention / MLP point into the weights); the SpinQuant arm is random Hadamard, not learned "
             "(Cayley) rotations; KV cache not quantized (the paper's W4A4KV4).",
@@ -188,5 +181,5 @@ def report_resq(params: ResQReportParams, *, results: pa.Table, outliers: pa.Tab
             "SpinQuant on Llama; SpinQuant README LLaMA-2 7B W4A4KV4 Wiki2 ppl RTN 2e3, QuaRot 6.4, SpinQuant 5.9, FP 5.5.",
         ),
     )
-    extra = {"resq_gain_vs_spinquant_bpc": c_spin["diff"], "rel_gap_closed_vs_spinquant": rel if math.isfinite(rel) else None}
+    extra = {"n_outlier_inputs": n_out, "resq_gain_vs_spinquant_bpc": c_spin["diff"], "rel_gap_closed_vs_spinquant": rel if math.isfinite(rel) else None}
     return {**report_outputs(rep), "metrics": claims_metrics(claims, extra)}

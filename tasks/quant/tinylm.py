@@ -22,6 +22,7 @@ from models.charlm import encode
 from models.tinylm import TinyLM, TinyLMSpec
 from tasks.data_prep import corpus_text
 from tasks.platform.errors import ArtifactError
+from tasks.platform.stage import Stage
 from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
 from tasks.train import pack_seeds, torch_threads
 
@@ -292,3 +293,43 @@ def quantize_weights(model: TinyLM, calib: Tensor, fmt: WeightQuant, method: str
                           act_order=act_order, what=n)
         work = swap_linears(work, {n: FakeQuantLinear(out[n].dequant) for n in layer_names})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: what every quantization paper declares and reports alike
+# ---------------------------------------------------------------------------------------
+
+
+class TinyLMPaperParams(BaseModel):
+    """The ``data`` and ``train`` sections every tinylm paper has (a paper's params model adds ``quantize`` and
+    ``report`` after them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: CorpusParams = CorpusParams()
+    train: TinyLMTrainParams = TinyLMTrainParams()
+
+
+def tinylm_stages() -> tuple[Stage, Stage]:
+    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with."""
+    return (Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
+                  schemas={"passages": PASSAGES_SCHEMA}),
+            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
+                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}))
+
+
+def outlier_note(outliers: pa.Table, rms_ratio: float) -> tuple[int, str]:
+    """(#linear inputs whose max/median channel RMS is >= ``rms_ratio``, the report's sentence on them) from an
+    outliers table (``seed``, ``layer``, ``kurtosis``, ``rms_ratio``)."""
+    rows = outliers.to_pylist()
+    n_out = sum(r["rms_ratio"] >= rms_ratio for r in rows)
+    w = max(rows, key=lambda r: r["rms_ratio"])
+    return n_out, (f"Outlier diagnosis: {n_out}/{len(rows)} linear inputs (layers x seeds) have max/median channel RMS >= "
+                   f"{rms_ratio:g}; the largest is {w['layer']} (seed {w['seed']}): ratio {w['rms_ratio']:.1f}, "
+                   f"kurtosis {w['kurtosis']:.1f}.")
+
+
+def models_line(n_seeds: int, train_metrics: dict) -> str:
+    """``"5 tinylm seeds (878,000 parameters, held-out 2.345 bits/char)"`` for a report's summary."""
+    return (f"{n_seeds} tinylm seeds ({train_metrics['n_params']:,} parameters, held-out "
+            f"{train_metrics['test_bpc_mean']:.3f} bits/char)")
