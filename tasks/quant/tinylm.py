@@ -261,6 +261,31 @@ class FakeQuantLinear(nn.Module):
         return y if self.a is None else y + (xq @ self.a) @ self.b
 
 
+class KVQuant(nn.Module):
+    """KV-cache fake quantization: the output of ``inner`` (a ``k_proj`` / ``v_proj``, (..., H * hd)) quantized per
+    token and head (symmetric, ``bits``), i.e. what a 4-bit KV cache stores.
+
+    Assumption: keys are quantized before RoPE (RoPE is a per-pair rotation, so the per-head range barely changes);
+    SpinQuant/ResQ quantize the cached keys after RoPE."""
+
+    def __init__(self, inner: nn.Module, bits: int, head_dim: int):
+        super().__init__()
+        self.inner, self.bits, self.head_dim = inner, bits, head_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.inner(x)
+        return quant_act(y.unflatten(-1, (-1, self.head_dim)), self.bits).flatten(-2)
+
+
+def with_kv_quant(model: TinyLM, layers: dict[str, nn.Module], bits: int) -> dict[str, nn.Module]:
+    """``layers`` with every ``k_proj`` / ``v_proj`` (the given replacement, else the model's own) wrapped in
+    :class:`KVQuant`."""
+    mods = dict(model.named_modules())
+    hd = model.spec.d_model // model.spec.n_heads
+    kv = [n for n in model.linear_names() if n.endswith(("k_proj", "v_proj"))]
+    return {**layers, **{n: KVQuant(layers.get(n, mods[n]), bits, hd) for n in kv}}
+
+
 def swap_linears(model: nn.Module, layers: dict[str, nn.Module]) -> nn.Module:
     """A deep copy of ``model`` with the named submodules replaced by ``layers[name]``."""
     model = copy.deepcopy(model)

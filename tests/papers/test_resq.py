@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.tinylm import TinyLM, TinyLMSpec
-from tasks.papers.resq import ARMS, ResQParams, ResQReportParams, report_resq, resq_quantize
+from tasks.papers.resq import ARMS, KV_ARMS, ResQParams, ResQReportParams, report_resq, resq_quantize
 from tasks.quant.tinylm import PASSAGES_SCHEMA
 from tasks.train import pack_seeds
 
@@ -27,8 +27,8 @@ def test_quantize_core_runs_every_arm_with_exact_bits():
     tm = {"spec": SPEC.model_dump()}
     out = resq_quantize(ResQParams(n_draws=1, n_calib=8), weights=weights, train_metrics=tm, passages=_passages())
     rows = out["results"].to_pylist()
-    assert {r["arm"] for r in rows} == set(ARMS)
-    assert sum(r["arm"] == "spinquant" for r in rows) == 2
+    assert {r["arm"] for r in rows} == set(ARMS) | set(KV_ARMS)
+    assert sum(r["arm"] == "spinquant" for r in rows) == sum(r["arm"] == "spinquant_kv" for r in rows) == 2
     n_w = 4 * 32 * 32 + 2 * 64 * 32 + 32 * 64
     bpw = {r["arm"]: r["bits_per_weight"] for r in rows if r["seed"] == 0}
     # ResQ: per linear, (in - in/8) columns at 4 bits + in/8 at 8 bits, one fp16 scale per row and block
@@ -39,7 +39,7 @@ def test_quantize_core_runs_every_arm_with_exact_bits():
     assert len(out["outliers"]) == 2 * 7
 
 
-def _inputs(gain: float) -> dict:
+def _inputs(gain: float, kv: bool = False) -> dict:
     rows = []
     for seed, base in enumerate((2.0, 2.1, 2.05, 2.02, 2.08)):
         for arm, v in (("fp32", 0.0), ("rtn", 0.3), ("rot4", 0.12), ("resq_random", 0.1), ("resq_channels", 0.11),
@@ -47,6 +47,10 @@ def _inputs(gain: float) -> dict:
             rows.append({"seed": seed, "arm": arm, "draw": -1, "bits_per_weight": 4.5, "test_bpc": base + v + 0.001 * seed})
         for d in range(2):
             rows.append({"seed": seed, "arm": "spinquant", "draw": d, "bits_per_weight": 4.1, "test_bpc": base + 0.1 + 0.002 * d})
+            if kv:
+                rows.append({"seed": seed, "arm": "spinquant_kv", "draw": d, "bits_per_weight": 4.1, "test_bpc": base + 0.2})
+        if kv:
+            rows.append({"seed": seed, "arm": "resq_kv", "draw": -1, "bits_per_weight": 4.5, "test_bpc": base + 0.2 - gain})
     out = [{"seed": 0, "layer": "model.layers.0.mlp.down_proj", "kurtosis": 30.0, "rms_ratio": 12.0}]
     return {"results": pa.Table.from_pylist(rows), "outliers": pa.Table.from_pylist(out),
             "train_metrics": {"n_params": 10, "test_bpc_mean": 2.0}}
@@ -58,6 +62,10 @@ def test_report_verdicts_follow_the_numbers():
     assert "1/1 linear inputs" in good["report"]
     bad = report_resq(ResQReportParams(), **_inputs(-0.01))
     assert [c["verdict"] for c in bad["claims"]["claims"]][:3] == ["not reproduced"] * 3
+    kv = report_resq(ResQReportParams(), **_inputs(0.05, kv=True))["claims"]["claims"]
+    assert kv[3]["claim"].endswith("W4A4KV4") and kv[3]["verdict"] == "reproduced"
+    kv = report_resq(ResQReportParams(), **_inputs(-0.01, kv=True))["claims"]["claims"]
+    assert kv[3]["verdict"] == "not reproduced"
 
 
 @pytest.mark.parametrize("mutate,needle", [

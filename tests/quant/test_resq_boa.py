@@ -130,3 +130,16 @@ def test_bad_heads_and_shapes():
     with pytest.raises(ValueError, match="H_row shape"):
         boa_quantize(w, h, torch.eye(3)[None], WeightQuant(bits=2, group=None), 1)
     assert rtn(w.float(), WeightQuant(bits=2, group=None)).codes.max() <= 3
+
+
+def test_kv_quant_per_token_and_head():
+    from torch import nn
+
+    from tasks.quant.tinylm import KVQuant
+
+    lin = nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(4))
+    x = torch.tensor([[1.0, 0.26, 10.0, -2.6]])  # heads of width 2: [1, 0.26] and [10, -2.6]
+    # 3 bits: qmax 3, s = max|.| / 3 per head -> [1, 1/3], [10, -10/3]
+    torch.testing.assert_close(KVQuant(lin, 3, 2)(x), torch.tensor([[1.0, 1 / 3, 10.0, -10 / 3]]))
