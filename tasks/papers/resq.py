@@ -202,5 +202,6 @@ def report_resq(params: ResQReportParams, *, results: pa.Table, outliers: pa.Tab
             "SpinQuant on Llama; SpinQuant README LLaMA-2 7B W4A4KV4 Wiki2 ppl RTN 2e3, QuaRot 6.4, SpinQuant 5.9, FP 5.5.",
         ),
     )
-    extra = {"n_outlier_inputs": n_out, "resq_gain_vs_spinquant_bpc": c_spin["diff"], "rel_gap_closed_vs_spinquant": rel if math.isfinite(rel) else None}
+    extra = {"n_outlier_inputs": n_out, "resq_gain_vs_spinquant_bpc": c_spin["diff"],
+             **({"rel_gap_closed_vs_spinquant": rel} if math.isfinite(rel) else {})}  # metrics stay finite
     return {**report_outputs(rep), "metrics": claims_metrics(claims, extra)}
