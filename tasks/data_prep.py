@@ -17,7 +17,11 @@ Every split is a table with the schema of :func:`split_schema`:
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
+import unicodedata
+import warnings
 from typing import Annotated, Literal
 
 import numpy as np
@@ -25,6 +29,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.charlm import ALPHABET
 from tasks.platform.artifacts import check_schema
 from tasks.platform.errors import ArtifactError
 from tasks.platform.params import Limit, Seed
@@ -178,3 +183,41 @@ def table_to_tensors(table: pa.Table) -> tuple[torch.Tensor, torch.Tensor, torch
 
 def num_features(table: pa.Table) -> int:
     return table.schema.field("x").type.list_size
+
+
+# ---------------------------------------------------------------------------------------
+# the character corpus (read by tasks.audit.text_detect and tasks.quant.tinylm)
+# ---------------------------------------------------------------------------------------
+
+STDLIB_MODULES = (
+    "argparse", "bisect", "collections", "csv", "datetime", "functools", "heapq", "itertools",
+    "json", "logging", "os", "pathlib", "random", "re", "shutil", "statistics", "string",
+    "subprocess", "textwrap", "typing",
+)
+
+_ASCII = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."}
+
+
+def _clean(text: str) -> str:
+    text = "".join(_ASCII.get(c, c) for c in text)
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if c in ALPHABET)
+
+
+def corpus_text() -> str:
+    """All source text: pydoc topics (sorted by key) + stdlib docstrings, ASCII-cleaned."""
+    import pydoc_data.topics as topics
+
+    parts = [topics.topics[k] for k in sorted(topics.topics)]
+    seen = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # e.g. typing.io / typing.re attributes
+        for name in STDLIB_MODULES:
+            mod = importlib.import_module(name)
+            members = [getattr(mod, a) for a in sorted(dir(mod)) if not a.startswith("_")]
+            for obj in [mod, *members]:
+                doc = inspect.getdoc(obj) if (inspect.ismodule(obj) or callable(obj)) else None
+                if doc and doc not in seen:
+                    seen.add(doc)
+                    parts.append(doc)
+    return _clean("\n\n".join(parts))

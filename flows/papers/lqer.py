@@ -15,21 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
-from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, prepare_corpus, report_lqer
+from tasks.papers.lqer import LQERParams, LQERReportParams, lqer_quantize, report_lqer
 from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.quant.serving import ServeQuantParams, serve_stage
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
+from tasks.quant.tinylm import TinyLMPaperParams, check_widths, tinylm_stages
 
 
-class LQERPaperParams(BaseModel):
-    """The ``lqer`` section of params.yaml."""
+class LQERPaperParams(TinyLMPaperParams):
+    """The ``lqer`` section of params.yaml (``data`` and ``train`` from :class:`TinyLMPaperParams`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: CorpusParams = CorpusParams()
-    train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: LQERParams = LQERParams()
     serve: ServeQuantParams = ServeQuantParams()
     report: LQERReportParams = LQERReportParams()
@@ -56,10 +52,7 @@ PAPER = register_paper(
             "1.36x fewer hardware resources",
         ),
         stages=(
-            Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
-            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+            *tinylm_stages(),
             Stage("quantize", lqer_quantize, params=("quantize",),
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "svd": "svd.parquet", "outliers": "outliers.parquet",

@@ -15,21 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
-from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, prepare_corpus, report_spinquant, spinquant_quantize
+from tasks.papers.spinquant import SpinQuantParams, SpinQuantReportParams, report_spinquant, spinquant_quantize
 from tasks.platform.stage import Paper, Stage, register_paper
 from tasks.quant.serving import ServeQuantParams, serve_stage
-from tasks.quant.tinylm import PASSAGES_SCHEMA, CorpusParams, TinyLMTrainParams, check_widths, train_tinylm
+from tasks.quant.tinylm import TinyLMPaperParams, check_widths, tinylm_stages
 
 
-class SpinQuantPaperParams(BaseModel):
-    """The ``spinquant`` section of params.yaml."""
+class SpinQuantPaperParams(TinyLMPaperParams):
+    """The ``spinquant`` section of params.yaml (``data`` and ``train`` from :class:`TinyLMPaperParams`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: CorpusParams = CorpusParams()
-    train: TinyLMTrainParams = TinyLMTrainParams()
     quantize: SpinQuantParams = SpinQuantParams()
     serve: ServeQuantParams = ServeQuantParams()
     report: SpinQuantReportParams = SpinQuantReportParams()
@@ -53,10 +49,7 @@ PAPER = register_paper(
             "random rotations vary widely",
         ),
         stages=(
-            Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
-            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+            *tinylm_stages(),
             Stage("quantize", spinquant_quantize, params=("quantize",),
                   inputs={"weights": "train.weights", "train_metrics": "train.metrics", "passages": "prepare.passages"},
                   outputs={"results": "results.parquet", "outliers": "outliers.parquet", "synthetic": "synthetic.parquet"}),

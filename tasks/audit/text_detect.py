@@ -33,11 +33,7 @@ modules (ships offline), cut into equal-length passages.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import time
-import unicodedata
-import warnings
 from typing import Annotated
 
 import numpy as np
@@ -47,16 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from torch.nn import functional as F
 
-from models.charlm import ALPHABET, CharLM, CharLMSpec, decode, encode
+from models.charlm import CharLM, CharLMSpec, decode, encode
 from tasks.audit import mia
+from tasks.data_prep import corpus_text
 from tasks.platform.params import Limit, Seed
 from tasks.train import torch_threads
-
-STDLIB_MODULES = (
-    "argparse", "bisect", "collections", "csv", "datetime", "functools", "heapq", "itertools",
-    "json", "logging", "os", "pathlib", "random", "re", "shutil", "statistics", "string",
-    "subprocess", "textwrap", "typing",
-)
 
 # PAPER: statistic -> the literature it comes from (the transfer table's "origin" column)
 ORIGIN = {
@@ -70,37 +61,11 @@ ORIGIN = {
     "zlib": "mia",
     "reference": "mia",
 }
-_ASCII = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."}
 
 
 # ---------------------------------------------------------------------------------------
 # PLATFORM: corpus
 # ---------------------------------------------------------------------------------------
-
-
-def _clean(text: str) -> str:
-    text = "".join(_ASCII.get(c, c) for c in text)
-    text = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in text if c in ALPHABET)
-
-
-def corpus_text() -> str:
-    """All source text: pydoc topics (sorted by key) + stdlib docstrings, ASCII-cleaned."""
-    import pydoc_data.topics as topics
-
-    parts = [topics.topics[k] for k in sorted(topics.topics)]
-    seen = set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # e.g. typing.io / typing.re attributes
-        for name in STDLIB_MODULES:
-            mod = importlib.import_module(name)
-            members = [getattr(mod, a) for a in sorted(dir(mod)) if not a.startswith("_")]
-            for obj in [mod, *members]:
-                doc = inspect.getdoc(obj) if (inspect.ismodule(obj) or callable(obj)) else None
-                if doc and doc not in seen:
-                    seen.add(doc)
-                    parts.append(doc)
-    return _clean("\n\n".join(parts))
 
 
 def passages(text: str, length: int, seed: int) -> list[str]:

@@ -31,34 +31,21 @@ from scipy import stats
 from torch import Tensor
 
 from models.tinylm import TinyLM, TinyLMSpec
-from tasks.audit.text_detect import corpus_text
 from tasks.evaluation.seeds import claims_metrics, interval_fields, mean_ci, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.quant.fakequant import Quantized, WeightQuant, rtn, weight_bits
 from tasks.quant.tinylm import (
-    CorpusParams,
     FakeQuantLinear,
     bits_per_char,
     capture_inputs,
     linear_layers,
     load_tinylm,
-    make_passages,
     outlier_stats,
     quantize_weights,
     split_tokens,
     swap_linears,
 )
 from tasks.train import torch_threads, unpack_seeds
-
-
-# ---------------------------------------------------------------------------------------
-# PLATFORM: prepare (the passages table from the project's text corpus)
-# ---------------------------------------------------------------------------------------
-
-
-def prepare_corpus(params: CorpusParams) -> dict[str, object]:
-    """The ``passages`` table of the project's stdlib-docs character corpus (:func:`make_passages`)."""
-    return {"passages": make_passages(params, corpus_text())}
 
 
 # ---------------------------------------------------------------------------------------

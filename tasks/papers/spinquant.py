@@ -24,29 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from models.tinylm import TinyLMSpec
-from tasks.audit.text_detect import corpus_text
 from tasks.evaluation.seeds import claims_metrics, interval_fields, mean_ci, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
 from tasks.quant.fakequant import WeightQuant, rtn
-from tasks.quant.rotation import random_hadamard, random_orthogonal, rotate_model, smooth_scales, synthetic_rotation_error
-from tasks.quant.tinylm import (
-    CorpusParams,
-    FakeQuantLinear,
-    bits_per_char,
-    capture_inputs,
-    linear_layers,
-    load_tinylm,
-    make_passages,
-    outlier_stats,
-    split_tokens,
-    swap_linears,
-)
+from tasks.quant.rotation import draw_rotation, smooth_scales, spinquant_arm, synthetic_rotation_error, w4a4_layers
+from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, capture_inputs, linear_layers, load_tinylm
+from tasks.quant.tinylm import outlier_stats, split_tokens, swap_linears
 from tasks.train import torch_threads, unpack_seeds
-
-
-def prepare_corpus(params: CorpusParams) -> dict[str, object]:
-    """The ``passages`` table of the project's stdlib-docs character corpus."""
-    return {"passages": make_passages(params, corpus_text())}
 
 
 class SyntheticParams(BaseModel):
@@ -92,10 +76,6 @@ class SpinQuantParams(BaseModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-def _draw(kind: str, n: int, g: torch.Generator) -> Tensor:
-    return random_orthogonal(n, g) if kind == "orth" else random_hadamard(n, g)
-
-
 def spinquant_quantize(params: SpinQuantParams, *, weights: dict[str, Tensor], train_metrics: dict,
                        passages: pa.Table) -> dict[str, object]:
     """Stage core: W4A4 bits/char of every rotation draw on every seed, outlier statistics, synthetic check."""
@@ -112,18 +92,8 @@ def spinquant_quantize(params: SpinQuantParams, *, weights: dict[str, Tensor], t
             xs = capture_inputs(model, calib, names)
             out_rows += [{"seed": seed, "layer": n, **outlier_stats(xs[n])} for n in names]
             rows.append({"seed": seed, "arm": "fp32", "draw": -1, "test_bpc": bits_per_char(model, test)})
-
-            def w4a4(m, r4: Tensor | None) -> dict[str, FakeQuantLinear]:
-                mods = linear_layers(m, names)
-                layers = {}
-                for n in names:
-                    w = mods[n].weight.detach().double()
-                    rot = r4 if (r4 is not None and n.endswith("down_proj")) else None
-                    w = w @ rot if rot is not None else w
-                    layers[n] = FakeQuantLinear(rtn(w.float(), fmt, n).dequant, ab, clip, rotate=rot)
-                return layers
-
-            rows.append({"seed": seed, "arm": "rtn", "draw": -1, "test_bpc": bits_per_char(swap_linears(model, w4a4(model, None)), test)})
+            rtn_model = swap_linears(model, w4a4_layers(model, fmt, ab, clip))
+            rows.append({"seed": seed, "arm": "rtn", "draw": -1, "test_bpc": bits_per_char(rtn_model, test)})
             # the non-rotation baseline: SmoothQuant (alpha = 0.5), scales applied online as a diagonal
             mods = linear_layers(model, names)
             smooth = {}
@@ -135,17 +105,15 @@ def spinquant_quantize(params: SpinQuantParams, *, weights: dict[str, Tensor], t
             for kind in ("orth", "hadamard"):
                 for draw in range(params.n_draws):
                     g = torch.Generator().manual_seed(10_000 * seed + 100 * draw + (kind == "hadamard"))
-                    r1, r2 = _draw(kind, spec.d_model, g), _draw(kind, spec.d_model // spec.n_heads, g)
-                    r4 = _draw(kind, spec.d_ff, g)
-                    rot = rotate_model(model, r1, r2)
+                    rot, layers = spinquant_arm(model, kind, g, fmt, ab, clip)
                     rows.append({"seed": seed, "arm": kind, "draw": draw,
-                                 "test_bpc": bits_per_char(swap_linears(rot, w4a4(rot, r4)), test)})
+                                 "test_bpc": bits_per_char(swap_linears(rot, layers), test)})
     syn = []
     s = params.synthetic
     for sseed in s.seeds:
         for kind in ("identity", "orth", "hadamard"):
             g = torch.Generator().manual_seed(sseed)
-            rot = None if kind == "identity" else _draw(kind, s.d, torch.Generator().manual_seed(1000 + sseed))
+            rot = None if kind == "identity" else draw_rotation(kind, s.d, torch.Generator().manual_seed(1000 + sseed))
             for n_out in (0, s.n_outliers):
                 syn.append({"seed": sseed, "rotation": kind, "n_outliers": n_out, "rel_error": synthetic_rotation_error(
                     rot, n=s.n, d=s.d, out=s.out, n_outliers=n_out, outlier_scale=s.outlier_scale, df=s.df,

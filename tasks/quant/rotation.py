@@ -21,7 +21,7 @@ from torch import Tensor
 
 from models.tinylm import TinyLM
 from tasks.quant.fakequant import WeightQuant, quant_act, rtn
-from tasks.quant.tinylm import linear_layers
+from tasks.quant.tinylm import FakeQuantLinear, linear_layers
 
 
 def random_orthogonal(n: int, generator: torch.Generator) -> Tensor:
@@ -47,6 +47,13 @@ def random_hadamard(n: int, generator: torch.Generator) -> Tensor:
     base = hadamard(p) if p == n else torch.kron(random_orthogonal(n // p, generator), hadamard(p))
     signs = torch.randint(0, 2, (n,), generator=generator, dtype=torch.int64).double() * 2 - 1
     return signs[:, None] * base
+
+
+def draw_rotation(kind: str, n: int, generator: torch.Generator) -> Tensor:
+    """One (n, n) draw: ``"orth"`` (Haar random orthogonal) or ``"hadamard"`` (randomized Hadamard)."""
+    if kind not in ("orth", "hadamard"):
+        raise ValueError(f"unknown rotation kind {kind!r}; known: ['hadamard', 'orth']")
+    return random_orthogonal(n, generator) if kind == "orth" else random_hadamard(n, generator)
 
 
 def fold_norms(model: TinyLM) -> TinyLM:
@@ -137,3 +144,29 @@ def smooth_scales(x: Tensor, w: Tensor, alpha: float = 0.5) -> Tensor:
     ax = x.reshape(-1, x.shape[-1]).abs().amax(0).double().clamp_min(1e-5)
     aw = w.abs().amax(0).double().clamp_min(1e-5)
     return ax**alpha / aw ** (1 - alpha)
+
+
+def w4a4_layers(model: TinyLM, fmt: WeightQuant, act_bits: int | None, clip: float = 1.0,
+                r4: Tensor | None = None) -> dict[str, FakeQuantLinear]:
+    """Every decoder linear as RTN weights in ``fmt`` with per-token ``act_bits`` inputs; ``r4`` (d_ff, d_ff), if
+    given, is SpinQuant's online rotation of the ``down_proj`` input (the weight holds ``W R4``)."""
+    names = model.linear_names()
+    mods = linear_layers(model, names)
+    layers = {}
+    for n in names:
+        w = mods[n].weight.detach().double()
+        rot = r4 if (r4 is not None and n.endswith("down_proj")) else None
+        w = w @ rot.double() if rot is not None else w
+        layers[n] = FakeQuantLinear(rtn(w.float(), fmt, n).dequant, act_bits, clip, rotate=rot)
+    return layers
+
+
+def spinquant_arm(model: TinyLM, kind: str, generator: torch.Generator, fmt: WeightQuant, act_bits: int | None,
+                  clip: float = 1.0) -> tuple[TinyLM, dict[str, FakeQuantLinear]]:
+    """SpinQuant's random-rotation arm: draws R1 (d), R2 (head width) and R4 (d_ff) of ``kind`` in that order
+    from ``generator``, merges R1/R2 into a norm-folded copy, returns (rotated model, its W/A fake-quant linears)."""
+    spec = model.spec
+    r1, r2 = draw_rotation(kind, spec.d_model, generator), draw_rotation(kind, spec.d_model // spec.n_heads, generator)
+    r4 = draw_rotation(kind, spec.d_ff, generator)
+    rot = rotate_model(model, r1, r2)
+    return rot, w4a4_layers(rot, fmt, act_bits, clip, r4)

@@ -1,9 +1,8 @@
 """tinylm in the pipeline: training, held-out bits/char, calibration inputs, outlier statistics and
 running a model with fake-quantized linears (RTN / GPTQ, optional low-rank adapters, quantized inputs).
 
-The corpus comes in as a passages table (``split``, ``text``): built by the paper's prepare stage from the
-text corpus the project already builds (:func:`tasks.audit.text_detect.corpus_text`), so this domain does
-not import another domain.
+The corpus is a passages table (``split``, ``text``) built by :func:`prepare_corpus` (every quantization
+paper's prepare stage) from the text corpus the project already builds (:func:`tasks.data_prep.corpus_text`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,9 @@ from torch.nn import functional as F
 
 from models.charlm import encode
 from models.tinylm import TinyLM, TinyLMSpec
+from tasks.data_prep import corpus_text
 from tasks.platform.errors import ArtifactError
+from tasks.platform.stage import Stage
 from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
 from tasks.train import pack_seeds, torch_threads
 
@@ -60,6 +61,12 @@ def make_passages(params: CorpusParams, text: str) -> pa.Table:
     train = train[: params.max_train] if params.max_train else train
     rows = [("test", t) for t in test] + [("val", t) for t in val] + [("train", t) for t in train]
     return pa.Table.from_pylist([{"split": s, "text": t} for s, t in rows], schema=PASSAGES_SCHEMA)
+
+
+def prepare_corpus(params: CorpusParams) -> dict[str, object]:
+    """Stage core (every quantization paper's ``prepare``): the ``passages`` table of the project's
+    stdlib-docs character corpus (:func:`make_passages`)."""
+    return {"passages": make_passages(params, corpus_text())}
 
 
 class TinyLMTrainParams(BaseModel):
@@ -254,6 +261,31 @@ class FakeQuantLinear(nn.Module):
         return y if self.a is None else y + (xq @ self.a) @ self.b
 
 
+class KVQuant(nn.Module):
+    """KV-cache fake quantization: the output of ``inner`` (a ``k_proj`` / ``v_proj``, (..., H * hd)) quantized per
+    token and head (symmetric, ``bits``), i.e. what a 4-bit KV cache stores.
+
+    Assumption: keys are quantized before RoPE (RoPE is a per-pair rotation, so the per-head range barely changes);
+    SpinQuant/ResQ quantize the cached keys after RoPE."""
+
+    def __init__(self, inner: nn.Module, bits: int, head_dim: int):
+        super().__init__()
+        self.inner, self.bits, self.head_dim = inner, bits, head_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.inner(x)
+        return quant_act(y.unflatten(-1, (-1, self.head_dim)), self.bits).flatten(-2)
+
+
+def with_kv_quant(model: TinyLM, layers: dict[str, nn.Module], bits: int) -> dict[str, nn.Module]:
+    """``layers`` with every ``k_proj`` / ``v_proj`` (the given replacement, else the model's own) wrapped in
+    :class:`KVQuant`."""
+    mods = dict(model.named_modules())
+    hd = model.spec.d_model // model.spec.n_heads
+    kv = [n for n in model.linear_names() if n.endswith(("k_proj", "v_proj"))]
+    return {**layers, **{n: KVQuant(layers.get(n, mods[n]), bits, hd) for n in kv}}
+
+
 def swap_linears(model: nn.Module, layers: dict[str, nn.Module]) -> nn.Module:
     """A deep copy of ``model`` with the named submodules replaced by ``layers[name]``."""
     model = copy.deepcopy(model)
@@ -286,3 +318,43 @@ def quantize_weights(model: TinyLM, calib: Tensor, fmt: WeightQuant, method: str
                           act_order=act_order, what=n)
         work = swap_linears(work, {n: FakeQuantLinear(out[n].dequant) for n in layer_names})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# PLATFORM: what every quantization paper declares and reports alike
+# ---------------------------------------------------------------------------------------
+
+
+class TinyLMPaperParams(BaseModel):
+    """The ``data`` and ``train`` sections every tinylm paper has (a paper's params model adds ``quantize`` and
+    ``report`` after them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: CorpusParams = CorpusParams()
+    train: TinyLMTrainParams = TinyLMTrainParams()
+
+
+def tinylm_stages() -> tuple[Stage, Stage]:
+    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with."""
+    return (Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
+                  schemas={"passages": PASSAGES_SCHEMA}),
+            Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
+                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}))
+
+
+def outlier_note(outliers: pa.Table, rms_ratio: float) -> tuple[int, str]:
+    """(#linear inputs whose max/median channel RMS is >= ``rms_ratio``, the report's sentence on them) from an
+    outliers table (``seed``, ``layer``, ``kurtosis``, ``rms_ratio``)."""
+    rows = outliers.to_pylist()
+    n_out = sum(r["rms_ratio"] >= rms_ratio for r in rows)
+    w = max(rows, key=lambda r: r["rms_ratio"])
+    return n_out, (f"Outlier diagnosis: {n_out}/{len(rows)} linear inputs (layers x seeds) have max/median channel RMS >= "
+                   f"{rms_ratio:g}; the largest is {w['layer']} (seed {w['seed']}): ratio {w['rms_ratio']:.1f}, "
+                   f"kurtosis {w['kurtosis']:.1f}.")
+
+
+def models_line(n_seeds: int, train_metrics: dict) -> str:
+    """``"5 tinylm seeds (878,000 parameters, held-out 2.345 bits/char)"`` for a report's summary."""
+    return (f"{n_seeds} tinylm seeds ({train_metrics['n_params']:,} parameters, held-out "
+            f"{train_metrics['test_bpc_mean']:.3f} bits/char)")
