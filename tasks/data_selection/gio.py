@@ -121,8 +121,9 @@ def gio_path(features: np.ndarray, target: np.ndarray, budget: int, candidates: 
                 break
             v -= lr * radius * grad / norm
         # PAPER: the nearest unselected pool point joins X
-        cand = np.flatnonzero(free)
-        p = int(cand[np.argmin(((features[cand] - v) ** 2).sum(1))])
+        dist_v = ((features - v) ** 2).sum(1)  # (N,) no copy of the pool per pick
+        dist_v[~free] = np.inf
+        p = int(np.argmin(dist_v))
         add(p)
         n_sel += 1
         new = _kl(D[:, -1], rho, d, n_sel)
