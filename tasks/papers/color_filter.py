@@ -23,7 +23,6 @@ candidate subset and the target model's initialisation and batches, not the auxi
 
 from __future__ import annotations
 
-import copy
 import importlib
 import inspect
 import math
@@ -172,7 +171,7 @@ def score(params: ScoreParams, *, corpus: pa.Table) -> dict[str, object]:
         # PAPER: the conditional model = the prior fine-tuned on target-domain data
         tune = params.prior.model_copy(update={"steps": params.finetune_steps, "lr": params.finetune_lr,
                                                "warmup": 0})
-        cond = _finetune(prior, tune, ft, seed)
+        cond, _ = fit_tinylm(tune, ft, seed + 1, init=prior)
         secs = time.perf_counter() - t0
         lp, lc = passage_losses(prior, pool), passage_losses(cond, pool)
         eval_bpc = {"prior": bits_per_char(prior, ev), "conditional": bits_per_char(cond, ev)}
@@ -180,23 +179,6 @@ def score(params: ScoreParams, *, corpus: pa.Table) -> dict[str, object]:
                       "prior_loss": lp, "conditional_loss": lc})
     reduction = {o: float(np.mean((lp - lc)[np.array(origin) == o])) for o in ORIGINS if o in origin}
     return {"scores": table, "metrics": {"aux_train_s": secs, "eval_bpc": eval_bpc, "mean_reduction": reduction}}
-
-
-def _finetune(prior: torch.nn.Module, params: TinyLMTrainParams, data: torch.Tensor, seed: int) -> torch.nn.Module:
-    model = copy.deepcopy(prior)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    g = torch.Generator().manual_seed(seed + 1)
-    for _ in range(params.steps):
-        b = data[torch.randint(0, len(data), (params.batch_size,), generator=g)]
-        logits = model(b[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    model.eval()
-    return model
 
 
 def arm_names(p: TrainParams) -> list[str]:
