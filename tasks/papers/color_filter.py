@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 import time
 
 import numpy as np
