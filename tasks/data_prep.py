@@ -198,7 +198,7 @@ STDLIB_MODULES = (
 _ASCII = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."}
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     text = "".join(_ASCII.get(c, c) for c in text)
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if c in ALPHABET)
@@ -220,4 +220,4 @@ def corpus_text() -> str:
                 if doc and doc not in seen:
                     seen.add(doc)
                     parts.append(doc)
-    return _clean("\n\n".join(parts))
+    return clean_text("\n\n".join(parts))

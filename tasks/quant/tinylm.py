@@ -124,12 +124,14 @@ def bits_per_char(model: nn.Module, tokens: Tensor, batch: int = 64) -> float:
     return total / n / math.log(2)
 
 
-def fit_tinylm(params: TinyLMTrainParams, train: Tensor, seed: int) -> tuple[TinyLM, list[float]]:
-    """One seed: AdamW with warmup + cosine on random batches of whole passages; returns (model, loss curve)."""
+def fit_tinylm(params: TinyLMTrainParams, train: Tensor, seed: int,
+               init: TinyLM | None = None) -> tuple[TinyLM, list[float]]:
+    """One seed: AdamW with warmup + cosine on random batches of whole passages; returns (model, loss curve).
+    With ``init``, a copy of that model is trained instead of a fresh one (fine-tuning; ``init`` is untouched)."""
     if train.shape[1] - 1 > params.model.max_len:
         raise ValueError(f"passage length {train.shape[1]} exceeds model.max_len + 1 = {params.model.max_len + 1}")
     torch.manual_seed(seed)
-    model = TinyLM(params.model)
+    model = TinyLM(params.model) if init is None else copy.deepcopy(init)
     decay = [p for p in model.parameters() if p.dim() == 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
