@@ -20,7 +20,6 @@ Results: JSON under benchmarks/results/ and an MLflow run in the experiment ``re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,10 @@ from pathlib import Path
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_kernels import write_json_atomic  # noqa: E402
+
 PAPERS = ("coreset_al", "tacred_noise")
 PROFILES = {  # profile -> (pool sizes, repeats per size, k-center repeats)
     "smoke": ((1000,), 1, 1),
@@ -123,6 +126,32 @@ def bench_kcenter(repeats: int, n: int = 4000, d: int = 64, batch: int = 100) ->
     return res
 
 
+def flat_metrics(out: dict) -> dict[str, float]:
+    """The numbers MLflow gets: k-center times and ratios, each selector's median per pool size, flow walls."""
+    kc = out["kcenter"]
+    metrics = {f"kcenter.{k}": kc[k] for k in kc if k.endswith("_s") or k.startswith("speedup_vs")}
+    metrics.update({f"{name}.n{n}.median_s": v["median_s"] for name, per in out["selectors"].items()
+                    for n, v in per.items() if "median_s" in v})
+    metrics.update({f"{name}.flow_wall_s": v["flow_wall_s"] for name, v in out["papers"].items()})
+    metrics["total_wall_s"] = out["total_wall_s"]
+    return metrics
+
+
+def log_mlflow(out: dict, path: Path) -> None:
+    from tasks.platform import tracking
+
+    if not tracking.enabled():
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow.set_experiment("reprolab/bench-data")
+    tags = {"reprolab.profile": out["profile"], **{f"reprolab.{k}": v for k, v in tracking.git_state().items()}}
+    with mlflow.start_run(run_name=f"bench-data-{out['profile']}", tags=tags):
+        mlflow.log_metrics(flat_metrics(out))
+        mlflow.log_artifact(str(path))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", choices=tuple(PROFILES), default="smoke")
@@ -151,29 +180,8 @@ def main() -> int:
            "total_wall_s": time.perf_counter() - T_START, "cpus": os.cpu_count(), "machine": platform.machine(),
            "load_avg_1m_at_start": load_start, "load_avg_1m_at_end": os.getloadavg()[0]}
     path = Path(args.out or ROOT / f"benchmarks/results/data_{args.profile}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2, sort_keys=True))
-    tmp.replace(path)
-    from tasks.platform import tracking
-
-    if tracking.enabled():
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking.tracking_uri())
-        mlflow.set_experiment("reprolab/bench-data")
-        with mlflow.start_run(run_name=f"bench-data-{args.profile}"):
-            mlflow.set_tags({"reprolab.profile": args.profile, **{f"reprolab.{k}": v for k, v in tracking.git_state().items()}})
-            for k in ("incremental_s", "recompute_s", "recompute_blas_s", "speedup_vs_recompute", "speedup_vs_recompute_blas"):
-                mlflow.log_metric(f"kcenter.{k}", kcenter[k])
-            for name, per in sel.items():
-                for n, v in per.items():
-                    if "median_s" in v:
-                        mlflow.log_metric(f"{name}.n{n}.median_s", v["median_s"])
-            for name, v in papers.items():
-                mlflow.log_metric(f"{name}.flow_wall_s", v["flow_wall_s"])
-            mlflow.log_metric("total_wall_s", out["total_wall_s"])
-            mlflow.log_artifact(str(path))
+    write_json_atomic(path, out)
+    log_mlflow(out, path)
     print(f"wrote {path}; total {out['total_wall_s']:.1f} s")
     return 0
 

@@ -54,21 +54,18 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, budget: int) -> tuple[np.n
 # PAPER: each selector is its score + top-k; select() has checked the views already.
 
 
-@selector("entropy", needs=("probs",), cite="predictive entropy (Shannon); AL baseline in Sener & Savarese 2018")
-def _entropy(pool: Pool, budget: int, *, candidates, labelled, target, rng):
-    return top_k(entropy(pool.view("probs")), candidates, budget)
+def _register(name: str, score, view: str, cite: str) -> None:
+    def fn(pool: Pool, budget: int, *, candidates, labelled, target, rng):
+        return top_k(score(pool.view(view)), candidates, budget)
+
+    fn.__name__ = f"_{name}"
+    selector(name, needs=(view,), cite=cite)(fn)
 
 
-@selector("margin", needs=("probs",), cite="margin sampling (Scheffer et al. 2001)")
-def _margin(pool: Pool, budget: int, *, candidates, labelled, target, rng):
-    return top_k(margin_scores(pool.view("probs")), candidates, budget)
-
-
-@selector("least_confidence", needs=("probs",), cite="least-confidence sampling (Lewis & Gale 1994)")
-def _least_confidence(pool: Pool, budget: int, *, candidates, labelled, target, rng):
-    return top_k(least_confidence_scores(pool.view("probs")), candidates, budget)
-
-
-@selector("bald", needs=("mc_probs",), cite="BALD over MC dropout (Houlsby et al. 2011; Gal et al. 2017)")
-def _bald(pool: Pool, budget: int, *, candidates, labelled, target, rng):
-    return top_k(bald_scores(pool.view("mc_probs")), candidates, budget)
+for _name, _score, _view, _cite in (
+    ("entropy", entropy, "probs", "predictive entropy (Shannon); AL baseline in Sener & Savarese 2018"),
+    ("margin", margin_scores, "probs", "margin sampling (Scheffer et al. 2001)"),
+    ("least_confidence", least_confidence_scores, "probs", "least-confidence sampling (Lewis & Gale 1994)"),
+    ("bald", bald_scores, "mc_probs", "BALD over MC dropout (Houlsby et al. 2011; Gal et al. 2017)"),
+):
+    _register(_name, _score, _view, _cite)
