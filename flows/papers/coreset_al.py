@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.data_prep import DataParams
-from tasks.data_selection.active import CURVE_SCHEMA
+from tasks.data_selection.active import CURVE_SCHEMA, PICKS_SCHEMA
 from tasks.multiplicity.common import prepare_stage, split_inputs
 from tasks.papers import coreset_al as ca
 from tasks.platform.stage import Paper, Stage, register_paper
@@ -63,7 +63,8 @@ PAPER = register_paper(
         stages=(
             *(prepare_stage(ds) for ds in ca.DATASETS),
             *(Stage(f"al_{ds}", ca.run_al, params=("loop",), inputs=split_inputs(ds),
-                    outputs={"curves": "curves.parquet", "metrics": "metrics.json"}, schemas={"curves": CURVE_SCHEMA})
+                    outputs={"curves": "curves.parquet", "selections": "selections.parquet", "metrics": "metrics.json"},
+                    schemas={"curves": CURVE_SCHEMA, "selections": PICKS_SCHEMA})
               for ds in ca.DATASETS),
             Stage("report", ca.report, params=("loop", "report"),
                   inputs={f"curves_{ds}": f"al_{ds}.curves" for ds in ca.DATASETS},

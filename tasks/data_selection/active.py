@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models import ModelSpec
 from tasks.data_prep import table_to_tensors
 from tasks.data_selection.kcenter import covering_radius
-from tasks.data_selection.selection import Pool, get_selector, select
+from tasks.data_selection.selection import SELECTION_SCHEMA, Pool, get_selector, select
 from tasks.platform.errors import ReprolabError
 from tasks.train import OptimParams, fit, init_model, num_classes, torch_threads
 
@@ -36,6 +36,8 @@ CURVE_SCHEMA = pa.schema([
     ("selector", pa.string()), ("seed", pa.int64()), ("round", pa.int64()), ("n_labelled", pa.int64()),
     ("test_acc", pa.float64()), ("covering_radius", pa.float64()),
 ])
+#: Every round's selection artifact (``Selection.to_table()``) under its run's keys.
+PICKS_SCHEMA = pa.schema([("selector", pa.string()), ("seed", pa.int64()), ("round", pa.int64()), *SELECTION_SCHEMA])
 
 
 class ALParams(BaseModel):
@@ -89,8 +91,9 @@ def aulc(n_labelled: np.ndarray, acc: np.ndarray) -> float:
 
 
 def active_learning(params: ALParams, selector: str, seed: int, *, train: pa.Table, val: pa.Table, test: pa.Table,
-                    options: dict[str, Any] | None = None) -> pa.Table:
-    """Run the loop; return the learning curve (:data:`CURVE_SCHEMA`, one row per round)."""
+                    options: dict[str, Any] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Run the loop; return the learning curve (:data:`CURVE_SCHEMA`, one row per round) and every
+    round's picks (:data:`PICKS_SCHEMA`: ids, ranks, scores and the reason)."""
     entry = get_selector(selector)
     n_pool = train.num_rows
     need = params.init_size + params.rounds * params.batch_size
@@ -105,7 +108,7 @@ def active_learning(params: ALParams, selector: str, seed: int, *, train: pa.Tab
     k = num_classes(train, val, test)
     rng = np.random.default_rng(seed)
     labelled = np.sort(rng.choice(n_pool, size=params.init_size, replace=False))
-    rows = []
+    rows, picks = [], []
     with torch_threads():
         for r in range(params.rounds + 1):
             model = init_model(params.model, train, k, seed)
@@ -120,5 +123,9 @@ def active_learning(params: ALParams, selector: str, seed: int, *, train: pa.Tab
             views = pool_views(model, x, entry.needs, params.mc_samples, seed + 1000 * r)
             pick = select(Pool(ids_np, views), params.batch_size, selector=selector, labelled=ids_np[labelled],
                           seed=seed + 1000 * r, **(options or {}))
+            t = pick.to_table()
+            keys = {"selector": [selector] * t.num_rows, "seed": [seed] * t.num_rows, "round": [r] * t.num_rows}
+            picks.append(pa.table({**keys, **{c: t.column(c) for c in t.column_names}}, schema=PICKS_SCHEMA))
             labelled = np.sort(np.concatenate([labelled, order[np.searchsorted(ids_np[order], pick.ids)]]))
-    return pa.Table.from_pylist(rows, schema=CURVE_SCHEMA)
+    picked = pa.concat_tables(picks) if picks else PICKS_SCHEMA.empty_table()
+    return pa.Table.from_pylist(rows, schema=CURVE_SCHEMA), picked

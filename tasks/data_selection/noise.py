@@ -102,7 +102,10 @@ def inject_noise(ids: np.ndarray, labels: np.ndarray, n_classes: int, params: No
 
 
 def knn(x: np.ndarray, ref: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
-    """(n, k) positions in ``ref`` of the k nearest rows to each row of ``x`` (Euclidean; ties by position)."""
+    """(n, k) positions in ``ref`` of the k nearest rows to each row of ``x`` (Euclidean), nearest first.
+
+    ``argpartition`` then a stable sort of the k: O(n m) per block, not O(n m log m). NOTE: a tie
+    at the k-th distance is broken by argpartition (deterministic, not by position)."""
     x, ref = np.asarray(x, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     k = min(k, ref.shape[0])
     rsq = np.einsum("ij,ij->i", ref, ref)
@@ -110,7 +113,9 @@ def knn(x: np.ndarray, ref: np.ndarray, k: int, block: int = 2048) -> np.ndarray
     for i in range(0, x.shape[0], block):
         xb = x[i:i + block]
         d2 = rsq[None, :] - 2.0 * xb @ ref.T  # + |x|^2, constant per row
-        out.append(np.argsort(d2, axis=1, kind="stable")[:, :k])
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < ref.shape[0] else np.broadcast_to(np.arange(k), d2.shape).copy()
+        order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1, kind="stable")
+        out.append(np.take_along_axis(part, order, axis=1))
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 

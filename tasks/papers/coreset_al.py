@@ -74,14 +74,16 @@ class ReportParams(BaseModel):
 
 # PAPER: one dataset: every selector x seed through the AL loop ------------------------------
 def run_al(params: LoopParams, *, train: pa.Table, val: pa.Table, test: pa.Table) -> dict[str, object]:
-    """Learning curves (:data:`CURVE_SCHEMA` rows of every selector x seed) and AULC per run."""
-    curves, aulcs = [], {}
+    """Learning curves (:data:`CURVE_SCHEMA` rows of every selector x seed), every round's selection
+    (:data:`PICKS_SCHEMA`: ``dvc diff`` shows which ids a change of selector or seed moved) and AULC per run."""
+    curves, picks, aulcs = [], [], {}
     for sel in params.selectors:
         for seed in params.seeds:
-            c = active_learning(params.al, sel, seed, train=train, val=val, test=test, options=params.options.get(sel))
+            c, p = active_learning(params.al, sel, seed, train=train, val=val, test=test, options=params.options.get(sel))
             curves.append(c)
+            picks.append(p)
             aulcs[f"{sel}.{seed}"] = aulc(c.column("n_labelled").to_numpy(), c.column("test_acc").to_numpy())
-    return {"curves": pa.concat_tables(curves), "metrics": {"aulc": aulcs}}
+    return {"curves": pa.concat_tables(curves), "selections": pa.concat_tables(picks), "metrics": {"aulc": aulcs}}
 
 
 def _aulc_by(curves: dict[str, pa.Table]) -> dict[str, dict[tuple[str, int], float]]:

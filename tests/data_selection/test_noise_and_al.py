@@ -46,13 +46,16 @@ def test_al_loop_is_deterministic_per_seed(tiny_digits):
     s = tiny_digits
     p = ALParams(init_size=10, batch_size=10, rounds=2, optim=OptimParams(max_epochs=2, batch_size=16), mc_samples=3)
     runs = {sel: active_learning(p, sel, 4, train=s["train"], val=s["val"], test=s["test"]) for sel in ("bald", "kcenter")}
-    for sel, curve in runs.items():
-        assert curve.equals(active_learning(p, sel, 4, train=s["train"], val=s["val"], test=s["test"]))
+    for sel, (curve, picks) in runs.items():
+        again, picks_again = active_learning(p, sel, 4, train=s["train"], val=s["val"], test=s["test"])
+        assert curve.equals(again) and picks.equals(picks_again)
+        assert picks.column("round").to_pylist() == [0] * 10 + [1] * 10
+        assert picks.column("reason")[0].as_py().startswith(f"{sel}(") and len(picks.column("id").unique()) == 20
         assert curve.column("n_labelled").to_pylist() == [10, 20, 30]
         radius = curve.column("covering_radius").to_pylist()
         assert all(b <= a for a, b in zip(radius, radius[1:]))  # labelled sets only grow
-    other = active_learning(p, "kcenter", 5, train=s["train"], val=s["val"], test=s["test"])
-    assert not other.equals(runs["kcenter"])
+    other, _ = active_learning(p, "kcenter", 5, train=s["train"], val=s["val"], test=s["test"])
+    assert not other.equals(runs["kcenter"][0])
     with pytest.raises(ReprolabError, match="exceeds"):
         active_learning(ALParams(init_size=200, batch_size=100, rounds=2), "random", 0, train=s["train"], val=s["val"], test=s["test"])
 
