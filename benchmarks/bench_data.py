@@ -4,7 +4,8 @@ k-center with the incremental min-distance vector vs recomputing all pool-centre
     python benchmarks/bench_data.py --profile smoke|full [--papers] [--out PATH]
 
 Part 1 (selectors): a synthetic pool (features (n, 64), probs (n, 10), mc_probs (20, n, 10),
-labels; 100 labelled ids; budget 100; a 10% clean target set for the target-aware selectors)
+labels; 100 labelled ids; budget 100; a 10% clean target set for the target-aware selectors, whose ids
+count as labelled for them)
 at n = 1k, 4k, 20k (full) or 1k (smoke); median wall seconds of ``select()`` over repeats.
 A selector whose views this pool cannot give is listed as skipped; ``robust_kcenter`` is
 skipped above 5k (its (n, n) distance matrix).
