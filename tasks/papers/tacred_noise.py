@@ -215,7 +215,7 @@ def report(params: CleanParams, *, flags: pa.Table, record: pa.Table, results: p
         "the majority of the noise originates from instances labelled no-relation (negatives)",
         f"we inject the noise ourselves, so this is circular here: {100 * inj_neg:.1f}% of injected noisy labels are "
         f"negative by construction; {100 * flag_neg:.1f}% of ES+P's flags (which may flag either kind) carry a "
-        f"negative label, against {100 * base_neg:.1f}% of all noisy training labels",
+        f"negative label, against {100 * base_neg:.1f}% of all training labels after injection",
         "not testable at this scale",
         "TACRED is not shippable and in the analogue the noise location is our choice (see notes)",
         value=float(flag_neg),
