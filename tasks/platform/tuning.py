@@ -115,12 +115,14 @@ class TestLeakError(ReprolabError):
 # --------------------------------------------------------------------------------------------
 
 
-class FloatRange(BaseModel):
-    """A float hyperparameter in ``[low, high]``, sampled on a log scale when ``log``."""
+class _Range(BaseModel):
+    """A numeric hyperparameter in ``[low, high]`` (inclusive), sampled on a log scale when ``log``.
+
+    :class:`FloatRange` and :class:`IntRange` differ only in the type of their values.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["float"] = "float"
     low: float
     high: float
     log: bool = False
@@ -130,34 +132,38 @@ class FloatRange(BaseModel):
         check_range(self.low, self.high, self.log)
         return self
 
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        raise NotImplementedError
+
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return self._is_value(value) and not isinstance(value, bool) and self.low <= value <= self.high
 
     def values(self) -> tuple[Any, ...]:
         """The values every configuration in the space is checked at (the endpoints)."""
         return (self.low, self.high)
 
 
-class IntRange(BaseModel):
-    """An integer hyperparameter in ``[low, high]`` (inclusive), log-scaled when ``log``."""
+class FloatRange(_Range):
+    """A float hyperparameter in ``[low, high]``, sampled on a log scale when ``log``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["float"] = "float"
+
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        return isinstance(value, (int, float))
+
+
+class IntRange(_Range):
+    """An integer hyperparameter in ``[low, high]`` (inclusive), log-scaled when ``log``."""
 
     type: Literal["int"] = "int"
     low: int
     high: int
-    log: bool = False
 
-    @model_validator(mode="after")
-    def _searchable(self):
-        check_range(self.low, self.high, self.log)
-        return self
-
-    def contains(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
-
-    def values(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        return isinstance(value, int)
 
 
 class Choice(BaseModel):
