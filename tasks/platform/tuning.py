@@ -29,6 +29,11 @@ The pieces, in order of use:
 * **Trials cached like stages** (:class:`TrialStore`): one ``fit_score`` call is a deterministic
   function of (arm, full configuration, seed, inputs, code), so its score is stored as a
   small JSON file named by the SHA-256 of exactly that; reruns and longer studies reuse it.
+* **Fan-out** (:class:`SequentialTrials`, :class:`DaskTrials`, :func:`trial_runner`): the study
+  runs in rounds (every arm asks ``budget.batch`` trials, all their fits run together, then
+  each arm is told in order), so the fits of a round can run as Dask futures
+  (``$REPROLAB_DASK_ADDRESS``) with the same trials and choices as in process (the
+  determinism contract: :func:`run_study`).
 * **Verdicts** (:class:`TwoVerdicts`, :func:`two_verdicts`): a claim is **robust** only when the
   verdict at the paper's settings and the tuned verdict agree. **Sanity checks**
   (:class:`FloorRule`, :func:`undertuned`) flag an arm below the floor it must clear (a
