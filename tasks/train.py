@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -73,7 +74,7 @@ VAL_BATCH_SIZE = 1024  # rows per validation batch (fixed; it does not change th
 
 
 def num_classes(*tables: pa.Table) -> int:
-    return int(max(int(pa.compute.max(t.column("label")).as_py()) for t in tables)) + 1
+    return int(max(int(pc.max(t.column("label")).as_py()) for t in tables)) + 1
 
 
 # ----------------------------------------------------------------------------------------

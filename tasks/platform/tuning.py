@@ -29,6 +29,11 @@ The pieces, in order of use:
 * **Trials cached like stages** (:class:`TrialStore`): one ``fit_score`` call is a deterministic
   function of (arm, full configuration, seed, inputs, code), so its score is stored as a
   small JSON file named by the SHA-256 of exactly that; reruns and longer studies reuse it.
+* **Fan-out** (:class:`SequentialTrials`, :class:`DaskTrials`, :func:`trial_runner`): the study
+  runs in rounds (every arm asks ``budget.batch`` trials, all their fits run together, then
+  each arm is told in order), so the fits of a round can run as Dask futures
+  (``$REPROLAB_DASK_ADDRESS``) with the same trials and choices as in process (the
+  determinism contract: :func:`run_study`).
 * **Verdicts** (:class:`TwoVerdicts`, :func:`two_verdicts`): a claim is **robust** only when the
   verdict at the paper's settings and the tuned verdict agree. **Sanity checks**
   (:class:`FloorRule`, :func:`undertuned`) flag an arm below the floor it must clear (a
@@ -47,6 +52,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,12 +121,14 @@ class TestLeakError(ReprolabError):
 # --------------------------------------------------------------------------------------------
 
 
-class FloatRange(BaseModel):
-    """A float hyperparameter in ``[low, high]``, sampled on a log scale when ``log``."""
+class _Range(BaseModel):
+    """A numeric hyperparameter in ``[low, high]`` (inclusive), sampled on a log scale when ``log``.
+
+    :class:`FloatRange` and :class:`IntRange` differ only in the type of their values.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["float"] = "float"
     low: float
     high: float
     log: bool = False
@@ -130,34 +138,38 @@ class FloatRange(BaseModel):
         check_range(self.low, self.high, self.log)
         return self
 
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        raise NotImplementedError
+
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return self._is_value(value) and not isinstance(value, bool) and self.low <= value <= self.high
 
     def values(self) -> tuple[Any, ...]:
         """The values every configuration in the space is checked at (the endpoints)."""
         return (self.low, self.high)
 
 
-class IntRange(BaseModel):
-    """An integer hyperparameter in ``[low, high]`` (inclusive), log-scaled when ``log``."""
+class FloatRange(_Range):
+    """A float hyperparameter in ``[low, high]``, sampled on a log scale when ``log``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["float"] = "float"
+
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        return isinstance(value, (int, float))
+
+
+class IntRange(_Range):
+    """An integer hyperparameter in ``[low, high]`` (inclusive), log-scaled when ``log``."""
 
     type: Literal["int"] = "int"
     low: int
     high: int
-    log: bool = False
 
-    @model_validator(mode="after")
-    def _searchable(self):
-        check_range(self.low, self.high, self.log)
-        return self
-
-    def contains(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
-
-    def values(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
+    @staticmethod
+    def _is_value(value: Any) -> bool:
+        return isinstance(value, int)
 
 
 class Choice(BaseModel):
@@ -208,6 +220,10 @@ class TuningBudget(BaseModel):
         sampler_seed: seed of the TPE sampler (the same for every arm).
         direction: whether a higher validation score is better.
         paper_setting_first: enqueue the paper's setting as trial 0 of every arm.
+        batch: trials of an arm sampled together before any of them is scored (1 = each
+            trial's sampler sees every earlier trial). It changes the search, not only its
+            speed, so it is part of the budget; fits run in parallel across arms and seeds at
+            any batch, on Dask (:func:`trial_runner`) with the same results as in process.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -218,6 +234,7 @@ class TuningBudget(BaseModel):
     sampler_seed: int = 0
     direction: Literal["maximize", "minimize"] = "maximize"
     paper_setting_first: bool = True
+    batch: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _distinct_seeds(self):
@@ -506,91 +523,193 @@ def _distribution(rng: Space):
     return optuna.distributions.CategoricalDistribution(list(rng.choices))
 
 
-class _Scorer:
-    """Calls ``fit_score`` through the trial cache (and an in-process memo, so a repeated
-    configuration is trained once) and checks the epochs it reports."""
+# --------------------------------------------------------------------------------------------
+# PLATFORM: where the fits of a round run (this process, or fanned out on Dask)
+# --------------------------------------------------------------------------------------------
 
-    def __init__(self, fit_score: FitScore, store: TrialStore, context: str):
-        self.fit_score, self.store, self.context = fit_score, store, context
+# One fit to run: (arm, full configuration, seed).
+FitCall = tuple[str, dict[str, Any], int]
+
+
+def _timed_fit(fit_score: FitScore, arm: str, config: dict[str, Any], seed: int, val: Any) -> tuple[float, int, float]:
+    """One ``fit_score`` call, wherever it runs: ``(score, epochs trained, seconds)``."""
+    t0 = time.perf_counter()
+    score, trained = fit_score(arm, copy.deepcopy(config), seed, val)
+    return float(score), int(trained), time.perf_counter() - t0
+
+
+class SequentialTrials:
+    """Runs the fits of a round one after another in this process (the default)."""
+
+    name = "sequential"
+
+    def __enter__(self) -> "SequentialTrials":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, fit_score: FitScore, calls: Sequence[FitCall], val: Any) -> list[tuple[float, int, float]]:
+        return [_timed_fit(fit_score, arm, config, seed, val) for arm, config, seed in calls]
+
+
+class DaskTrials:
+    """Fans the fits of a round out as futures on a ``dask.distributed`` scheduler.
+
+    Give it a ``client`` (used as is, not closed) or an ``address`` (a client is opened on
+    ``__enter__`` and closed on ``__exit__``). ``fit_score`` and ``val`` (with all that
+    ``fit_score`` closes over: training data, teachers) are scattered to every worker once per
+    study, then each fit is one future; results come back in submission order.
+
+    NOTE: the workers need this checkout importable (a ``LocalCluster`` started from it is;
+    a remote scheduler's workers must run the same commit) and the same torch thread count as
+    the sequential path (Dask's nanny sets ``OMP_NUM_THREADS=1``; ``tasks.train`` uses
+    ``$REPROLAB_TORCH_THREADS``, default 1), or the scores may differ in the last bits. Only
+    scores travel back; the trial cache is read and written by the process that runs the study.
+    """
+
+    name = "dask"
+
+    def __init__(self, client: Any = None, address: str | None = None):
+        if (client is None) == (address is None):
+            raise ReprolabError("DaskTrials needs exactly one of client= or address=")
+        self.client, self.address = client, address
+        self._own: Any = None
+        self._shared: tuple[Any, Any, Any] | None = None  # (fit_score, val, their futures)
+
+    def __enter__(self) -> "DaskTrials":
+        if self.client is None:
+            from distributed import Client
+
+            try:
+                self.client = self._own = Client(self.address, set_as_default=False, timeout=30)
+            except OSError as e:
+                raise ReprolabError(f"REPROLAB_DASK_ADDRESS = {self.address!r}: no Dask scheduler answers ({e})") from e
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._shared = None
+        if self._own is not None:
+            self._own.close()
+            self._own = self.client = None
+
+    def run(self, fit_score: FitScore, calls: Sequence[FitCall], val: Any) -> list[tuple[float, int, float]]:
+        if not calls:
+            return []
+        if self._shared is None or self._shared[0] is not fit_score or self._shared[1] is not val:
+            # A list, so that a dict-like val is scattered as one object, not key by key.
+            self._shared = (fit_score, val, self.client.scatter([fit_score, val], broadcast=True, hash=False))
+        fn, split = self._shared[2]
+        futures = [self.client.submit(_timed_fit, fn, arm, config, seed, split, pure=False)
+                   for arm, config, seed in calls]
+        try:
+            return list(self.client.gather(futures))
+        finally:
+            for f in futures:
+                f.release()
+
+
+Trials = SequentialTrials | DaskTrials
+
+
+def trial_runner(address: str | None = None) -> Trials:
+    """Where a study's fits run: on the Dask scheduler at ``address`` or ``$REPROLAB_DASK_ADDRESS``
+    (the served stack's setting, ``docs/infra.md``) when one is given, else in this process.
+
+    Unlike ``infra.workloads.run_grid``, an empty address does *not* start a ``LocalCluster``:
+    a study fans out only where a scheduler is configured.
+    """
+    address = address or os.environ.get("REPROLAB_DASK_ADDRESS") or None
+    return DaskTrials(address=address) if address else SequentialTrials()
+
+
+# --------------------------------------------------------------------------------------------
+# The rounds of the study
+# --------------------------------------------------------------------------------------------
+
+
+class _Scorer:
+    """Scores the fits of a round through the trial cache (and an in-process memo, so a repeated
+    configuration is trained once), runs the missing ones on ``trials`` and checks the epochs
+    each one reports."""
+
+    def __init__(self, fit_score: FitScore, store: TrialStore, context: str, trials: Trials):
+        self.fit_score, self.store, self.context, self.trials = fit_score, store, context, trials
         self.memo: dict[str, float] = {}
         self.computed = self.reused = 0
         self.seconds = 0.0
 
-    def __call__(self, arm: str, config: dict[str, Any], seed: int, val: Any, epochs: int) -> float:
-        key = trial_key(arm, config, seed, self.context)
-        if key in self.memo:
-            self.reused += 1
-            return self.memo[key]
-        rec = self.store.get(key)
-        if rec is not None:
-            self.reused += 1
-            self.memo[key] = float(rec["score"])
-            return self.memo[key]
-        t0 = time.perf_counter()
-        score, trained = self.fit_score(arm, copy.deepcopy(config), seed, val)
-        self.seconds += time.perf_counter() - t0
-        if trained != epochs:
-            raise BudgetError(f"arm {arm!r} trained {trained} epochs in a trial whose budget is {epochs}")
-        score = float(score)
-        if not math.isfinite(score):
-            raise ReprolabError(f"arm {arm!r}, seed {seed}: non-finite validation score {score} for {config}")
-        self.store.put(key, {"arm": arm, "seed": seed, "score": score})
-        self.memo[key] = score
-        self.computed += 1
-        return score
+    def __call__(self, calls: Sequence[FitCall], val: Any, epochs: int) -> list[float]:
+        keys = [trial_key(arm, config, seed, self.context) for arm, config, seed in calls]
+        todo: dict[str, FitCall] = {}  # first occurrence of each missing key, in call order
+        for key, call in zip(keys, calls):
+            if key in self.memo or key in todo:
+                continue
+            rec = self.store.get(key)
+            if rec is not None:
+                self.memo[key] = float(rec["score"])
+            else:
+                todo[key] = call
+        self.reused += len(calls) - len(todo)
+        results = self.trials.run(self.fit_score, list(todo.values()), val)
+        for (key, (arm, config, seed)), (score, trained, seconds) in zip(todo.items(), results):
+            self.seconds += seconds
+            if trained != epochs:
+                raise BudgetError(f"arm {arm!r} trained {trained} epochs in a trial whose budget is {epochs}")
+            if not math.isfinite(score):
+                raise ReprolabError(f"arm {arm!r}, seed {seed}: non-finite validation score {score} for {config}")
+            self.store.put(key, {"arm": arm, "seed": seed, "score": score})
+            self.memo[key] = score
+            self.computed += 1
+        return [self.memo[k] for k in keys]
 
 
-def _search_arm(
-    arm: str,
-    setting: Mapping[str, Any],
-    space: Mapping[str, Space],
-    budget: TuningBudget,
-    epochs: int,
-    epochs_key: str,
-    val: Any,
-    score: _Scorer,
-) -> tuple[ArmResult, list[dict[str, Any]]]:
-    """``budget.n_trials`` TPE trials of one arm, each scored on ``val`` over ``budget.seeds``."""
-    import optuna
+class _ArmSearch:
+    """One arm's TPE study (its own sampler, seeded with ``budget.sampler_seed``) and its trials."""
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction=budget.direction, sampler=optuna.samplers.TPESampler(seed=budget.sampler_seed)
-    )
-    paper = {name: get_value(setting, name) for name in space}
-    if budget.paper_setting_first and space:
-        study.enqueue_trial(paper)
-    dists = {name: _distribution(rng) for name, rng in space.items()}
-    rows = []
-    for i in range(budget.n_trials):
-        trial = study.ask(dists)
-        values = dict(trial.params)
-        config = with_values(setting, {**values, epochs_key: epochs})
-        seed_scores = [score(arm, config, s, val, epochs) for s in budget.seeds]
+    def __init__(self, arm: str, setting: Mapping[str, Any], space: Mapping[str, Space], budget: TuningBudget):
+        import optuna
+
+        self.arm, self.setting, self.space, self.budget = arm, setting, space, budget
+        self.study = optuna.create_study(
+            direction=budget.direction, sampler=optuna.samplers.TPESampler(seed=budget.sampler_seed)
+        )
+        self.paper = {name: get_value(setting, name) for name in space}
+        if budget.paper_setting_first and space:
+            self.study.enqueue_trial(self.paper)
+        self.dists = {name: _distribution(rng) for name, rng in space.items()}
+        self.rows: list[dict[str, Any]] = []
+
+    def ask(self, k: int) -> list[Any]:
+        """``k`` trials, all sampled before any of them is told (one batch)."""
+        return [self.study.ask(self.dists) for _ in range(k)]
+
+    def tell(self, trial: Any, seed_scores: list[float], epochs: int) -> None:
         value = sum(seed_scores) / len(seed_scores)
-        study.tell(trial, value)
-        rows.append(
+        self.study.tell(trial, value)
+        i = len(self.rows)
+        self.rows.append(
             {
-                "arm": arm, "trial": i, "params": json.dumps(values, sort_keys=True), "val_score": value,
+                "arm": self.arm, "trial": i, "params": json.dumps(trial.params, sort_keys=True), "val_score": value,
                 "seed_scores": seed_scores, "epochs": epochs,
-                "paper_setting": budget.paper_setting_first and i == 0, "chosen": False,
-                "_values": values,
+                "paper_setting": self.budget.paper_setting_first and i == 0, "chosen": False,
+                "_values": dict(trial.params),
             }
         )
-    sign = 1.0 if budget.direction == "maximize" else -1.0
-    best = max(rows, key=lambda r: (sign * r["val_score"], -r["trial"]))
-    best["chosen"] = True
-    result = ArmResult(
-        arm=arm,
-        paper=paper,
-        tuned=best["_values"] if space else {},
-        config=with_values(setting, best["_values"]),
-        paper_val=rows[0]["val_score"] if budget.paper_setting_first else None,
-        tuned_val=best["val_score"],
-    )
-    for r in rows:
-        r.pop("_values")
-    return result, rows
+
+    def result(self) -> tuple[ArmResult, list[dict[str, Any]]]:
+        sign = 1.0 if self.budget.direction == "maximize" else -1.0
+        best = max(self.rows, key=lambda r: (sign * r["val_score"], -r["trial"]))
+        best["chosen"] = True
+        result = ArmResult(
+            arm=self.arm,
+            paper=self.paper,
+            tuned=best["_values"] if self.space else {},
+            config=with_values(self.setting, best["_values"]),
+            paper_val=self.rows[0]["val_score"] if self.budget.paper_setting_first else None,
+            tuned_val=best["val_score"],
+        )
+        return result, [{k: v for k, v in r.items() if k != "_values"} for r in self.rows]
 
 
 def run_study(
@@ -604,8 +723,20 @@ def run_study(
     store: TrialStore | None = None,
     validate: Callable[[str, dict[str, Any]], Any] | None = None,
     epochs_key: str = "max_epochs",
+    trials: Trials | None = None,
 ) -> StudyResult:
     """Tune every arm with the same budget; select each arm's configuration on validation.
+
+    The search runs in rounds: in each round every arm asks ``budget.batch`` trials of its own
+    TPE study (the last round fewer, so every arm gets exactly ``budget.n_trials``), all their
+    fits (trials x ``budget.seeds``, every arm) run together on ``trials``, then each arm is told
+    its scores in the order it asked. **Determinism contract**: an arm's trials depend only on
+    its setting, its space, the budget (``sampler_seed`` and ``batch`` included) and the scores;
+    the scores are a deterministic function of (arm, configuration, seed, inputs, code), so the
+    trials table, the chosen configurations and the trial cache are the same whichever runner
+    runs the fits (in process or on any number of Dask workers) and in whatever order they
+    finish. ``batch`` is part of the search (a larger batch samples more trials from the same
+    history), hence of the budget, equal for every arm.
 
     Args:
         settings: ``{arm: full params as a nested dict}``, the paper's setting of each arm.
@@ -614,13 +745,15 @@ def run_study(
         fit_score: ``fit_score(arm, config, seed, val) -> (score, epochs trained)``: train
             ``arm`` at ``config`` with ``seed`` on the training data it closes over (never a
             test split) and score the model on ``val``. It must train exactly
-            ``config[epochs_key]`` epochs (the budget's).
+            ``config[epochs_key]`` epochs (the budget's). It must be picklable to fan out on Dask.
         val: the validation split (the only data selection sees besides the training data).
         context: digest of what ``fit_score`` closes over (training data, teachers) and of
             the code; with the digest of ``val`` it keys every cached trial.
         store: trial cache (default: none).
         validate: see :func:`check_spaces`.
         epochs_key: dotted name of the epochs in a setting.
+        trials: where the fits run (default :func:`trial_runner`: Dask when
+            ``$REPROLAB_DASK_ADDRESS`` is set, else this process).
 
     Returns:
         per arm the chosen configuration (the paper's epochs, not the budget's: the final run
@@ -629,17 +762,32 @@ def run_study(
     check_spaces(spaces, settings, validate, reserved=(epochs_key, "seeds"))
     epochs = resolve_epochs(settings, budget, epochs_key)
     context = content_digest({"context": context, "val": val})
-    score = _Scorer(fit_score, store or TrialStore(None), context)
+    trials = trials if trials is not None else trial_runner()
     t0 = time.perf_counter()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searches = [_ArmSearch(arm, settings[arm], spaces[arm], budget) for arm in settings]
+    rounds = 0
+    with trials:
+        score = _Scorer(fit_score, store or TrialStore(None), context, trials)
+        for start in range(0, budget.n_trials, budget.batch):  # every arm: the same rounds, the same budget
+            k = min(budget.batch, budget.n_trials - start)
+            asked = [(s, trial, with_values(s.setting, {**trial.params, epochs_key: epochs}))
+                     for s in searches for trial in s.ask(k)]
+            scores = iter(score([(s.arm, config, seed) for s, _, config in asked for seed in budget.seeds], val, epochs))
+            for s, trial, _ in asked:
+                s.tell(trial, [next(scores) for _ in budget.seeds], epochs)
+            rounds += 1
     arms, rows = {}, []
-    for arm in settings:  # every arm: the same loop, the same budget
-        arms[arm], arm_rows = _search_arm(arm, settings[arm], spaces[arm], budget, epochs, epochs_key, val, score)
+    for s in searches:
+        arms[s.arm], arm_rows = s.result()
         rows += arm_rows
-    trials = pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA)
-    check_equal_budget(trials, budget)
+    table = pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA)
+    check_equal_budget(table, budget)
     stats = {"seconds": time.perf_counter() - t0, "fits_computed": score.computed, "fits_reused": score.reused,
-             "fit_seconds": score.seconds}
-    return StudyResult(budget=budget, epochs=epochs, arms=arms, trials=trials, stats=stats)
+             "fit_seconds": score.seconds, "rounds": rounds, "runner": trials.name}
+    return StudyResult(budget=budget, epochs=epochs, arms=arms, trials=table, stats=stats)
 
 
 def check_selection_inputs(stage: str, inputs: Mapping[str, str]) -> None:
