@@ -1,0 +1,15 @@
+# Optional peer benchmark for issue 16 (multiplicity / uncertainty / calibration / IRT). Not part of `make test`:
+# the peers live in their own venv (.venv-peers16) = the project's lock + the peer packages, never in .venv.
+.PHONY: peers16-env bench-multiplicity-peers
+
+PEERS16_VENV := .venv-peers16
+PEERS16_PY   := $(PEERS16_VENV)/bin/python
+
+$(PEERS16_VENV)/.installed: requirements.lock benchmarks/peers16-requirements.txt | install
+	bash benchmarks/peers16_env.sh $(PEERS16_VENV)
+	@touch $@
+
+peers16-env: $(PEERS16_VENV)/.installed  ## separate venv .venv-peers16: the lock + netcal, torch-uncertainty, girth, py-irt, multiplicity (pinned)
+
+bench-multiplicity-peers: peers16-env  ## our calibration/uncertainty/IRT/VPR values vs the peers'; JSON in benchmarks/results/ + MLflow
+	$(PEERS16_PY) benchmarks/bench_multiplicity_peers.py
