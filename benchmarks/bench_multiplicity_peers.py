@@ -14,7 +14,7 @@ Not part of the test suite (the peers are not in requirements.lock). Three parts
 (b) IRT: responses simulated from a known 4PL (``tasks.multiplicity.psn_irt.simulate_4pl``);
     Spearman correlation of the recovered difficulties (and discriminations, abilities) with
     the truth for PSN-IRT and our 2PL (``tasks.evaluation.irt``) vs girth (2PL and 3PL
-    marginal ML; girth has no 4PL) and py-irt (its ``2pl`` and ``4pl`` variational fits).
+    marginal ML; girth has no 4PL) and py-irt's ``4pl`` variational fit.
 (c) VPR on breast cancer: a binary torch MLP per seed; our viable prediction range from the
     epsilon-set of Gaussian-dropout candidates vs the ``multiplicity`` package's greedy
     per-example VPR at the same loss tolerance on the same reference split.
@@ -193,8 +193,12 @@ def _pyirt(resp: np.ndarray, model_type: str, seed: int, epochs: int) -> dict[st
     subj_pos = {name: ix for ix, name in par["subject_ids"].items()}
     items = [item_pos[c] for c in cols]
     subjects = [subj_pos[f"s{i}"] for i in range(resp.shape[0])]
-    return {"b": np.asarray(par["diff"])[items], "a": np.asarray(par["disc"])[items],
-            "theta": np.asarray(par["ability"])[subjects]}
+    b, a, theta = (np.asarray(par[k])[ix] for k, ix in (("diff", items), ("disc", items), ("ability", subjects)))
+    # py-irt leaves the discrimination's sign free, so (theta, b, a) -> (-theta, -b, -a) fits equally well; fix
+    # the reflection from the data alone: ability must rise with the number of correct answers
+    if _rho(theta, resp.sum(1)) < 0:
+        theta, b, a = -theta, -b, -a
+    return {"b": b, "a": a, "theta": theta}
 
 
 def part_b(seeds: list[int], n_models: int, n_items: int, pyirt_epochs: int) -> dict:
@@ -203,7 +207,7 @@ def part_b(seeds: list[int], n_models: int, n_items: int, pyirt_epochs: int) -> 
     from tasks.evaluation.irt import fit_2pl
     from tasks.multiplicity.psn_irt import PSNParams, fit_psn_irt, simulate_4pl
 
-    rows = []
+    rows, errors = [], {}
     for seed in seeds:
         truth, resp = simulate_4pl(n_models, n_items, seed)
         fits: dict[str, dict[str, np.ndarray]] = {}
@@ -211,7 +215,13 @@ def part_b(seeds: list[int], n_models: int, n_items: int, pyirt_epochs: int) -> 
 
         def timed(name, fn):
             t0 = time.perf_counter()
-            fits[name] = fn()
+            try:
+                fits[name] = fn()
+            except Exception as e:  # a peer that crashes is recorded, not fatal (ours are not wrapped)
+                if name.startswith("ours"):
+                    raise
+                errors[name] = f"{type(e).__name__}: {e}"
+                return
             secs[name] = time.perf_counter() - t0
 
         timed("ours_psn_irt_4pl", lambda: (lambda f: {"b": f.b, "a": f.a, "theta": f.theta})(
@@ -223,7 +233,6 @@ def part_b(seeds: list[int], n_models: int, n_items: int, pyirt_epochs: int) -> 
             girth.twopl_mml(items_x_persons)))
         timed("girth_3pl_mml", lambda: (lambda r: {"b": r["Difficulty"], "a": r["Discrimination"]})(
             girth.threepl_mml(items_x_persons)))
-        timed("pyirt_2pl", lambda: _pyirt(resp, "2pl", seed, pyirt_epochs))
         timed("pyirt_4pl", lambda: _pyirt(resp, "4pl", seed, pyirt_epochs))
         for name, f in fits.items():
             rows.append({"seed": seed, "method": name, "seconds": secs[name],
@@ -244,12 +253,13 @@ def part_b(seeds: list[int], n_models: int, n_items: int, pyirt_epochs: int) -> 
 
     return {"n_models": n_models, "n_items": n_items, "seeds": seeds, "pyirt_epochs": pyirt_epochs,
             "truth": "simulate_4pl: theta~N(0,1), a~LogNormal(0,0.3), b~N(0,1), c~U(0,.25), d~U(.8,1)",
-            "rows": rows, "summary": summary,
+            "rows": rows, "summary": summary, "peer_errors": errors,
             "psn_minus_pyirt4pl_difficulty": paired(ours, peer),
             "goal_psn_difficulty_gt_0.9": all(v > 0.9 for v in ours.values()),
             "goal_psn_at_least_pyirt4pl": float(np.mean(list(ours.values()))) >= float(np.mean(list(peer.values()))),
             "notes": "girth has no 4PL (2PL/3PL MML fitted); py-irt's '4pl' is lambda_i * sigmoid(a_i (theta - b_i)) "
-                     "(an upper asymptote, no guessing floor) fitted by SVI with hierarchical priors."}
+                     "(an upper asymptote, no guessing floor) fitted by SVI with hierarchical priors; girth 0.8.0's "
+                     "threepl_mml fails under the lock's numpy 2.4 (see peer_errors) and is left out then."}
 
 
 def _ci(values: list[float]) -> dict[str, float]:
@@ -278,7 +288,7 @@ def _breast_cancer(seed: int):
 
 def part_c(seeds: list[int], eps: float, n_points: int, rates: list[float], per_rate: int,
            peer_steps: int, peer_lr: float) -> dict:
-    from multiplicity import LossCriterion, viable_prediction_range as peer_vpr
+    from multiplicity.torch import LossCriterion, viable_prediction_range as peer_vpr
     from torch.nn import functional as F
 
     from tasks.multiplicity.metrics import epsilon_set, members, viable_prediction_range
@@ -352,11 +362,13 @@ def main() -> int:
     print("[a] " + ", ".join(f"{k} {v.get('abs_diff', v.get('max_abs_diff_per_sample')):.2e}"
                              for k, v in a["equal"].items()), flush=True)
     t0 = time.perf_counter()
-    b = part_b(seeds[:3], 200 if args.quick else 400, 60 if args.quick else 100, 500 if args.quick else 2000)
+    b = part_b(seeds[:2] if args.quick else seeds[:3], 200, 60 if args.quick else 150, 300 if args.quick else 500)
     b["seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    c = part_c(seeds, eps=0.02, n_points=20 if args.quick else 40, rates=[0.05, 0.1, 0.2, 0.3, 0.5],
-               per_rate=40 if args.quick else 100, peer_steps=200, peer_lr=1e-3)
+    # the peer's greedy search costs ~20 ms a step on 2 busy cores (each step re-scores the reference split),
+    # so it sees 10 test points per seed
+    c = part_c(seeds, eps=0.02, n_points=5 if args.quick else 10, rates=[0.05, 0.1, 0.2, 0.3, 0.5],
+               per_rate=40 if args.quick else 100, peer_steps=50 if args.quick else 100, peer_lr=2e-3)
     c["seconds"] = time.perf_counter() - t0
     from importlib.metadata import version
 
