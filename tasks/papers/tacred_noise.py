@@ -92,11 +92,13 @@ def _fit(p: CleanParams, x: np.ndarray, y: np.ndarray, ids: np.ndarray, val: pa.
 
 
 # PAPER: one seed --------------------------------------------------------------------------
-def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: pa.Table) -> tuple[list, list, list]:
+def noisy_views(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: pa.Table) -> dict[str, object]:
+    """Steps (1)-(2) of one seed: the clean subset, the injected noise (and its exact record),
+    out-of-fold probabilities on the pool and the embedding; ``views`` / ``clean_set`` are the
+    pools the flaggers read, ``cap`` their common flag budget. Also what ``make bench-data-peers``
+    hands cleanlab (the same labels and out-of-fold probabilities)."""
     x, y_true, ids = (t.numpy() for t in table_to_tensors(train))
-    xt, yt, _ = table_to_tensors(test)
     k = num_classes(train, val, test)
-    neg = p.noise.negative_class
     rng = np.random.default_rng(10_000 + seed)
     n = ids.size
     is_clean = np.zeros(n, bool)
@@ -106,7 +108,6 @@ def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: p
     noisy_pool, record = inject_noise(ids[pool], y_true[pool], k, p.noise.model_copy(update={"seed": p.noise.seed + seed}))
     y = y_true.copy()
     y[pool] = noisy_pool
-    noisy = y != y_true
     # (2) out-of-fold probabilities on the pool; embedding from a model on all noisy data
     probs = np.zeros((n, k))
     fold = rng.permutation(pool.size) % p.folds
@@ -119,16 +120,33 @@ def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: p
     with torch.no_grad():
         emb = full.features(torch.from_numpy(x)).double().numpy()
     probs[is_clean] = np.eye(k)[y[is_clean]]  # never flagged (labelled=), but views must be finite
-    # (3) flags
-    views = Pool(ids, {"features": emb, "labels": y, "probs": probs})
-    clean_set = Pool(ids[is_clean], {"features": emb[is_clean], "labels": y[is_clean]})
-    cap = max(1, round(p.max_flag_fraction * pool.size))
-    flags, flag_rows = {}, []
+    return {"x": x, "y_true": y_true, "y": y, "ids": ids, "k": k, "is_clean": is_clean, "pool": pool,
+            "record": record, "probs": probs,
+            "views": Pool(ids, {"features": emb, "labels": y, "probs": probs}),
+            "clean_set": Pool(ids[is_clean], {"features": emb[is_clean], "labels": y[is_clean]}),
+            "cap": max(1, round(p.max_flag_fraction * pool.size))}
+
+
+def flag_all(p: CleanParams, seed: int, v: dict[str, object]) -> dict[str, object]:
+    """Step (3): every flagger's :class:`Selection` at the common cap, plus ``random`` at ES+P's count."""
+    neg, ids, is_clean = p.noise.negative_class, v["ids"], v["is_clean"]
+    flags = {}
     for name, (sel, opts) in FLAGGERS.items():
-        s = select(views, cap, selector=sel, labelled=ids[is_clean], target=clean_set, seed=seed,
-                   **(opts if sel == "label_disagreement" else {"k": p.k, "negative_class": neg, **opts}))
-        flags[name] = s
-    flags["random"] = select(views, max(1, len(flags["ESP"].ids)), selector="random", labelled=ids[is_clean], seed=seed)
+        flags[name] = select(v["views"], v["cap"], selector=sel, labelled=ids[is_clean], target=v["clean_set"], seed=seed,
+                             **(opts if sel == "label_disagreement" else {"k": p.k, "negative_class": neg, **opts}))
+    flags["random"] = select(v["views"], max(1, len(flags["ESP"].ids)), selector="random", labelled=ids[is_clean], seed=seed)
+    return flags
+
+
+def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: pa.Table) -> tuple[list, list, list]:
+    xt, yt, _ = table_to_tensors(test)
+    neg = p.noise.negative_class
+    setup = noisy_views(p, seed, train, val, test)
+    x, y_true, y, ids, k, record = (setup[key] for key in ("x", "y_true", "y", "ids", "k", "record"))
+    n = ids.size
+    noisy = y != y_true
+    # (3) flags
+    flags, flag_rows = flag_all(p, seed, setup), []
     pos_of = {int(i): j for j, i in enumerate(ids)}
     for name, s in flags.items():
         pos = np.array([pos_of[int(i)] for i in s.ids], dtype=np.int64)
