@@ -16,7 +16,14 @@ would reach for. Optional: needs the peer environment (``make peers-env``), neve
     out-of-fold probabilities, via ``tasks.papers.tacred_noise.noisy_views``): precision and
     recall against the record, mean and 95% CI over the seeds, and CL minus each flagger paired
     over seeds.
-(d) DSIR vs CoLoR-Filter: not run (see docs/data_selection.md, "Peers").
+(d) DSIR (``data-selection``, hashed uni+bigram importance weights, target = CoLoR-Filter's
+    fine-tuning set; resampled by Gumbel top-k with our seed, the library's own resampling rule)
+    vs CoLoR-Filter at the paper's largest tau vs random, on the color_filter corpus and budget:
+    share of target-domain passages picked and target-domain bits/char of a fresh tinylm trained
+    on each selection, 5 seeds (the auxiliaries are trained once, as in the paper's stage).
+
+Profiles: ``full`` = tacred_noise / color_filter full params, 10 noise seeds, 5 DSIR seeds (~5 min
+on 2 shared cores); ``smoke`` = their smoke params, 5 seeds each (~1 min).
 
 A failed peer check ((a) picks differ, (b) difference above 1e-6) exits 1 after writing the
 JSON, with the numbers. Results: benchmarks/results/data_peers.json (atomic) and an MLflow run in
@@ -147,12 +154,13 @@ def bench_bald() -> dict:
 
 
 # (c) --------------------------------------------------------------------------------------
-def tacred_params(profile: str):
-    from flows.papers.tacred_noise import TacredNoiseParams
+def paper_params(paper: str, profile: str):
+    """The paper's params (``params.yaml`` section at ``profile``) through the paper registry."""
+    from flows.papers import get_paper
     from tasks.platform.params import read_yaml, section_raw
 
-    return TacredNoiseParams.model_validate(section_raw(read_yaml(ROOT / "params.yaml"), "tacred_noise",
-                                                        TacredNoiseParams, profile))
+    model = get_paper(paper).params_model
+    return model.model_validate(section_raw(read_yaml(ROOT / "params.yaml"), paper, model, profile))
 
 
 def bench_noise(profile: str, seeds: tuple[int, ...]) -> dict:
@@ -161,10 +169,10 @@ def bench_noise(profile: str, seeds: tuple[int, ...]) -> dict:
 
     from tasks.data_prep import prepare
     from tasks.evaluation.seeds import mean_ci, paired
-    from tasks.papers.tacred_noise import detection, flag_all, noisy_views
+    from tasks.data_selection.cleaning import detection, flag_all, noisy_views
     from tasks.train import torch_threads
 
-    p = tacred_params(profile)
+    p = paper_params("tacred_noise", profile)
     splits = prepare(p.data)
     clean = p.clean
     rows, records, counts = [], [], {}
@@ -202,29 +210,100 @@ def bench_noise(profile: str, seeds: tuple[int, ...]) -> dict:
     return out
 
 
+# (d) --------------------------------------------------------------------------------------
+def dsir_log_weights(pool_text: list[str], target_text: list[str], work: Path) -> np.ndarray:
+    """(n,) DSIR's log importance weights of the pool passages (hashed uni+bigram features,
+    target = the CoLoR-Filter fine-tuning set), computed by the library from jsonl files."""
+    import json
+
+    from data_selection import HashedNgramDSIR
+
+    for name, texts in (("pool", pool_text), ("target", target_text)):
+        with open(work / f"{name}.jsonl", "w") as fh:
+            fh.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+    dsir = HashedNgramDSIR([str(work / "pool.jsonl")], [str(work / "target.jsonl")], cache_dir=str(work / "cache"),
+                           num_proc=1, min_example_length=1)
+    dsir.fit_importance_estimator(num_tokens_to_fit="all")
+    dsir.compute_importance_weights()
+    return np.load(dsir.log_importance_weights_dir / "0.npy")
+
+
+def bench_dsir(seeds: tuple[int, ...], profile: str = "full") -> dict:
+    """DSIR vs CoLoR-Filter (and random) at the color_filter paper's budget on its corpus: the
+    share of target-domain ("topics") passages selected and the target-domain bits/char of a
+    fresh tinylm trained on each selection (the paper's pretrain step), per seed."""
+    import tempfile
+
+    import torch
+
+    from flows.papers import get_paper
+    from models.charlm import encode
+    from tasks.data_selection.selection import Pool, select
+    from tasks.evaluation.seeds import mean_ci, paired
+    from tasks.quant.tinylm import bits_per_char, fit_tinylm
+    from tasks.train import torch_threads
+
+    paper = get_paper("color_filter")  # its corpus and score stages' cores, through the registry
+    p = paper_params("color_filter", profile)
+    corpus = paper.stage("corpus").func(p.corpus)["corpus"]
+    scores = paper.stage("score").func(p.score, corpus=corpus)["scores"]
+    split, text, origin = (corpus[c].to_pylist() for c in ("split", "text", "origin"))
+    texts = {part: [t for s, t in zip(split, text) if s == part] for part in ("pool", "finetune", "eval")}
+    pool_text, target_text = texts["pool"], texts["finetune"]
+    origin = np.array([o for s, o in zip(split, origin) if s == "pool"])
+    pool_tok = torch.stack([encode(t) for t in pool_text])
+    ev = torch.stack([encode(t) for t in texts["eval"]])
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        logw = dsir_log_weights(pool_text, target_text, Path(tmp))
+    dsir_s = time.perf_counter() - t0
+    view = Pool(scores["position"].to_numpy(), {"prior_loss": scores["prior_loss"].to_numpy(),
+                                                "conditional_loss": scores["conditional_loss"].to_numpy()})
+    budget, tau = p.pretrain.budget, max(p.pretrain.taus)
+    arms: dict[str, dict[int, dict[str, float]]] = {}
+    with torch_threads(p.pretrain.target.threads):
+        for seed in seeds:
+            # DSIR's resampling: Gumbel top-k on the log importance weights (without replacement)
+            g = logw + np.random.default_rng(seed).gumbel(size=logw.shape)
+            picks = {"dsir": np.argsort(-g, kind="stable")[:budget],
+                     f"color_tau{tau:g}": select(view, budget, selector="color_filter", seed=seed, tau=tau).ids,
+                     "random": select(view, budget, selector="random", seed=seed).ids}
+            for arm, ids in picks.items():
+                model, _ = fit_tinylm(p.pretrain.target, pool_tok[torch.from_numpy(np.asarray(ids))], seed)
+                arms.setdefault(arm, {})[seed] = {"share_topics": float(np.mean(origin[ids] == "topics")),
+                                                  "eval_bpc": bits_per_char(model, ev)}
+                print(f"(d) seed {seed} {arm:>12}: topics share {arms[arm][seed]['share_topics']:.3f}, "
+                      f"eval bpc {arms[arm][seed]['eval_bpc']:.3f}", flush=True)
+    out = {"profile": profile, "budget": budget, "tau": tau, "pool": int(len(pool_text)),
+           "target_passages": len(target_text), "dsir_fit_s": dsir_s, "seeds": list(seeds), "arms": {},
+           "dsir_minus_color": {}}
+    for arm, per in arms.items():
+        out["arms"][arm] = {}
+        for m in ("share_topics", "eval_bpc"):
+            mean, lo, hi = mean_ci([per[s][m] for s in seeds])
+            out["arms"][arm][m] = {"mean": mean, "lo": lo, "hi": hi}
+    color = f"color_tau{tau:g}"
+    for m in ("share_topics", "eval_bpc"):
+        out["dsir_minus_color"][m] = paired({s: arms["dsir"][s][m] for s in seeds}, {s: arms[color][s][m] for s in seeds})
+    return out
+
+
 def flat_metrics(out: dict) -> dict[str, float]:
     m = {f"coreset.l{k}.{f}": c[f] for k, c in out["coreset"]["cases"].items() for f in ("ours_s", "skactiveml_s", "speedup")}
     m.update({f"coreset.l{k}.same_picks": float(c["same_picks"]) for k, c in out["coreset"]["cases"].items()})
     m["bald.max_abs_diff"] = out["bald"]["max_abs_diff"]
     m.update({f"noise.{n}.{k}_mean": e[k]["mean"] for n, e in out["noise"]["flaggers"].items() for k in ("precision", "recall")})
+    if "arms" in out["dsir"]:
+        m.update({f"dsir.{a}.{k}_mean": e[k]["mean"] for a, e in out["dsir"]["arms"].items() for k in ("share_topics", "eval_bpc")})
     m["total_wall_s"] = out["total_wall_s"]
     return m
 
 
 def log_mlflow(out: dict, path: Path) -> None:
-    from tasks.platform import tracking
+    from bench_data import log_mlflow as log_bench_data
 
-    if not tracking.enabled():
-        return
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    mlflow.set_experiment("reprolab/bench-data")
-    tags = {"reprolab.profile": out["profile"], **{f"reprolab.{k}": v for k, v in tracking.git_state().items()},
-            **{f"peer.{k}": v for k, v in out["versions"].items()}}
-    with mlflow.start_run(run_name=f"bench-data-peers-{out['profile']}", tags=tags):
-        mlflow.log_metrics(flat_metrics(out))
-        mlflow.log_artifact(str(path))
+    log_bench_data(out, path, flat_metrics(out), run="bench-data-peers",
+                   tags={f"peer.{k}": v for k, v in out["versions"].items()})
 
 
 def main() -> int:
@@ -238,13 +317,14 @@ def main() -> int:
         print(f"peers not installed: {missing}; run `make peers-env` and use .venv-peers/bin/python", file=sys.stderr)
         return 2
     kc_repeats, noise_profile, seeds = PROFILES[args.profile]
+    dsir_profile = noise_profile
     load_start = os.getloadavg()[0]
     coreset = bench_coreset(kc_repeats)
     bald = bench_bald()
     noise = bench_noise(noise_profile, seeds)
-    out = {"profile": args.profile, "versions": vers, "coreset": coreset, "bald": bald, "noise": noise,
-           "dsir": {"skipped": "not run: DSIR installs (data-selection "
-                    f"{vers['data-selection']}) but the comparison with CoLoR-Filter was left for lack of time"},
+    dsir = bench_dsir(seeds[:5], dsir_profile) if vers["data-selection"] != "not installed" else {
+        "skipped": "data-selection (DSIR) not installed"}
+    out = {"profile": args.profile, "versions": vers, "coreset": coreset, "bald": bald, "noise": noise, "dsir": dsir,
            "total_wall_s": time.perf_counter() - T_START, "cpus": os.cpu_count(), "machine": platform.machine(),
            "python": platform.python_version(), "load_avg_1m_at_start": load_start,
            "load_avg_1m_at_end": os.getloadavg()[0]}

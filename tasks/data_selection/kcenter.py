@@ -107,10 +107,11 @@ def kcenter_greedy(x: np.ndarray, centres: np.ndarray, budget: int, first: int |
 def kcenter_greedy_recompute(x: np.ndarray, centres: np.ndarray, budget: int, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reference greedy k-center: every pick recomputes all pool-to-centre distances.
 
-    The way a textbook (and scikit-activeml's ``k_greedy_center``, which calls
-    ``pairwise_distances`` per pick) writes Algorithm 1: O(n |s| d) per pick. Same distance
-    function as :func:`kcenter_greedy`, so both return the same picks; kept for the parity
-    test and the speed comparison of ``make bench-data``, not for use.
+    The way a textbook writes Algorithm 1: O(n |s| d) per pick. Same distance function as
+    :func:`kcenter_greedy`, so both return the same picks; kept for the parity test and the
+    speed comparison of ``make bench-data``, not for use. (scikit-activeml 1.0.1's
+    ``k_greedy_center`` keeps the min-distance vector too, one ``pairwise_distances_argmin_min``
+    call per pick: ``make bench-data-peers`` compares with it.)
     """
     x = np.asarray(x, dtype=np.float64)
     sq = np.einsum("ij,ij->i", x, x)
