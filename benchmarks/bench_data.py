@@ -11,8 +11,8 @@ A selector whose views this pool cannot give is listed as skipped; ``robust_kcen
 skipped above 5k (its (n, n) distance matrix).
 Part 2 (k-center): pool 4000 x 64, first centre 0, batch 100: ``kcenter_greedy`` (incremental)
 vs ``kcenter_greedy_recompute`` (the same distances, recomputed to every centre per pick) vs a
-BLAS recompute (sklearn ``pairwise_distances`` to all centres per pick, as scikit-activeml's
-``k_greedy_center`` does); medians over repeats, measured side by side in one process, the
+BLAS recompute (sklearn ``pairwise_distances`` to all centres per pick; scikit-activeml 1.0.1
+itself updates incrementally: ``benchmarks/bench_data_peers.py`` times it); medians over repeats, measured side by side in one process, the
 speed-up ratios and whether each returns the same picks. Goal: >= 5x.
 Part 3 (``--papers``): one Prefect flow run per data-selection paper (full profile) and its wall time.
 Results: JSON under benchmarks/results/ and an MLflow run in the experiment ``reprolab/bench-data``.
@@ -110,7 +110,7 @@ def bench_kcenter(repeats: int, n: int = 4000, d: int = 64, batch: int = 100) ->
     x = np.random.default_rng(1).normal(size=(n, d))
     none = np.zeros(0, dtype=np.int64)
 
-    def blas_recompute():  # scikit-activeml's way: pairwise_distances to all centres, every pick
+    def blas_recompute():  # the textbook way with BLAS: pairwise_distances to all centres, every pick
         s = [0]
         for _ in range(batch - 1):
             dist = pairwise_distances(x, x[s]).min(axis=1)
@@ -144,7 +144,10 @@ def flat_metrics(out: dict) -> dict[str, float]:
     return metrics
 
 
-def log_mlflow(out: dict, path: Path) -> None:
+def log_mlflow(out: dict, path: Path, metrics: dict[str, float] | None = None, run: str = "bench-data",
+               tags: dict[str, str] | None = None) -> None:
+    """One MLflow run ``<run>-<profile>`` in ``reprolab/bench-data``: ``metrics`` (default: this
+    benchmark's :func:`flat_metrics`), git state + profile + ``tags`` as tags, the JSON as artifact."""
     from tasks.platform import tracking
 
     if not tracking.enabled():
@@ -153,9 +156,10 @@ def log_mlflow(out: dict, path: Path) -> None:
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment("reprolab/bench-data")
-    tags = {"reprolab.profile": out["profile"], **{f"reprolab.{k}": v for k, v in tracking.git_state().items()}}
-    with mlflow.start_run(run_name=f"bench-data-{out['profile']}", tags=tags):
-        mlflow.log_metrics(flat_metrics(out))
+    all_tags = {"reprolab.profile": out["profile"], **{f"reprolab.{k}": v for k, v in tracking.git_state().items()},
+                **(tags or {})}
+    with mlflow.start_run(run_name=f"{run}-{out['profile']}", tags=all_tags):
+        mlflow.log_metrics(flat_metrics(out) if metrics is None else metrics)
         mlflow.log_artifact(str(path))
 
 

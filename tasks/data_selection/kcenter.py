@@ -10,7 +10,11 @@ to minimise the radius of ``s + b`` (the k-center problem, NP-hard).
   ``min_dist[i] = min_{j in s} d(x_i, x_j)`` and update it with the new centre only:
   ``min_dist = minimum(min_dist, d(x, x_u))`` — O(n d) per pick instead of the O(n |s| d) of
   recomputing every pool-centre distance (:func:`kcenter_greedy_recompute`, the reference
-  the tests and ``make bench-data`` compare against; same distances, same picks).
+  the tests and ``make bench-data`` compare against; same distances, same picks). The vector
+  holds *squared* distances in the Gram form ``|x|^2 - 2 x.x_u + |x_u|^2`` with the row norms
+  computed once (one BLAS mat-vec per pick, no (n, d) temporary; :func:`sq_distances_to`);
+  the argmax is that of the distances (sqrt is monotone), only the picked radius is rooted.
+  ``make bench-data-peers`` checks the picks equal scikit-activeml's ``CoreSet`` and times both.
   Score of a pick = its distance to the nearest centre when picked = the covering radius just
   before the pick (non-increasing along the batch).
 * ``robust_kcenter`` — Algorithm 2 (robust k-center): binary search on the radius ``delta``
@@ -37,11 +41,26 @@ from tasks.platform.errors import ReprolabError
 def distances_to(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """(n,) Euclidean distances of the rows of ``x`` (n, d) to one point ``c`` (d,).
 
-    NOTE: the difference form (not ``|x|^2 + |c|^2 - 2 x.c``): exact to rounding and the same
-    floats whichever caller asks, so the incremental and recompute versions agree bit for bit.
+    NOTE: the difference form (not ``|x|^2 + |c|^2 - 2 x.c``): exact to rounding; the
+    reference of :func:`covering_radius` (the greedy picks use :func:`sq_distances_to`).
     """
     diff = x - c
     return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+def sq_distances_to(x: np.ndarray, sq: np.ndarray, j: int) -> np.ndarray:
+    """(n,) squared Euclidean distances of the rows of ``x`` (n, d) to row ``j``, Gram form.
+
+    ``sq`` = the row norms ``einsum("ij,ij->i", x, x)``, computed once by the caller. The order
+    of operations is scikit-learn's ``euclidean_distances`` (``-2 x.c``, ``+ |x|^2``, ``+ |c|^2``,
+    clipped at 0), so the same rounding as peers built on it; cancellation makes a tiny distance
+    (far below the norms) inexact, which moves only near-ties among far-apart points.
+    """
+    d2 = x @ x[j]
+    d2 *= -2.0
+    d2 += sq
+    d2 += sq[j]
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def kcenter_greedy(x: np.ndarray, centres: np.ndarray, budget: int, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +80,10 @@ def kcenter_greedy(x: np.ndarray, centres: np.ndarray, budget: int, first: int |
     # PAPER: Algorithm 1 — u = argmax_{i in pool \ s} min_{j in s} Delta(x_i, x_j); s = s + {u}.
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
-    min_dist = np.full(n, np.inf)
+    sq = np.einsum("ij,ij->i", x, x)
+    min_dist = np.full(n, np.inf)  # squared distance to the nearest centre
     for j in np.asarray(centres, dtype=np.int64):  # O(n d) per existing centre, once
-        np.minimum(min_dist, distances_to(x, x[j]), out=min_dist)
+        np.minimum(min_dist, sq_distances_to(x, sq, j), out=min_dist)
     # NOTE: a centre is marked -1 (distances are >= 0, so the minimum keeps it): the argmax
     # then never returns a centre, even when every point left duplicates one (all at 0).
     min_dist[np.asarray(centres, dtype=np.int64)] = -1.0
@@ -73,13 +93,13 @@ def kcenter_greedy(x: np.ndarray, centres: np.ndarray, budget: int, first: int |
             raise ReprolabError("kcenter_greedy: no labelled centre and no first point given")
         picks.append(int(first))
         radius.append(np.inf)
-        np.minimum(min_dist, distances_to(x, x[first]), out=min_dist)
+        np.minimum(min_dist, sq_distances_to(x, sq, int(first)), out=min_dist)
         min_dist[first] = -1.0
     while len(picks) < budget:
         u = int(np.argmax(min_dist))  # first index on ties
         picks.append(u)
-        radius.append(float(min_dist[u]))
-        np.minimum(min_dist, distances_to(x, x[u]), out=min_dist)  # the incremental update
+        radius.append(float(np.sqrt(min_dist[u])))
+        np.minimum(min_dist, sq_distances_to(x, sq, u), out=min_dist)  # the incremental update
         min_dist[u] = -1.0
     return np.asarray(picks, dtype=np.int64), np.asarray(radius)
 
@@ -87,12 +107,14 @@ def kcenter_greedy(x: np.ndarray, centres: np.ndarray, budget: int, first: int |
 def kcenter_greedy_recompute(x: np.ndarray, centres: np.ndarray, budget: int, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reference greedy k-center: every pick recomputes all pool-to-centre distances.
 
-    The way a textbook (and scikit-activeml's ``k_greedy_center``, which calls
-    ``pairwise_distances`` per pick) writes Algorithm 1: O(n |s| d) per pick. Same distance
-    function as :func:`kcenter_greedy`, so both return the same picks; kept for the parity
-    test and the speed comparison of ``make bench-data``, not for use.
+    The way a textbook writes Algorithm 1: O(n |s| d) per pick. Same distance function as
+    :func:`kcenter_greedy`, so both return the same picks; kept for the parity test and the
+    speed comparison of ``make bench-data``, not for use. (scikit-activeml 1.0.1's
+    ``k_greedy_center`` keeps the min-distance vector too, one ``pairwise_distances_argmin_min``
+    call per pick: ``make bench-data-peers`` compares with it.)
     """
     x = np.asarray(x, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x)
     s = [int(j) for j in centres]
     picks, radius = [], []
     if not s:
@@ -102,12 +124,12 @@ def kcenter_greedy_recompute(x: np.ndarray, centres: np.ndarray, budget: int, fi
         picks.append(int(first))
         radius.append(np.inf)
     while len(picks) < budget:
-        d = np.stack([distances_to(x, x[j]) for j in s], axis=1)  # (n, |s|), all pairs again
+        d = np.stack([sq_distances_to(x, sq, j) for j in s], axis=1)  # (n, |s|), all pairs again
         min_dist = d.min(axis=1)
         min_dist[s] = -1.0  # centres are never picked again (as in kcenter_greedy)
         u = int(np.argmax(min_dist))
         picks.append(u)
-        radius.append(float(min_dist[u]))
+        radius.append(float(np.sqrt(min_dist[u])))
         s.append(u)
     return np.asarray(picks, dtype=np.int64), np.asarray(radius)
 

@@ -25,53 +25,20 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from models import ModelSpec
-from tasks.data_prep import make_table, table_to_tensors
-from tasks.data_selection.noise import NoiseParams, inject_noise
-from tasks.data_selection.selection import Pool, select
+from tasks.data_prep import table_to_tensors
+# the params, one seed's noisy views, the flaggers and their scoring live in the domain (reused by
+# make bench-data-peers); imported here under the names the stages and tests use
+from tasks.data_selection.cleaning import FLAGGERS, CleanParams, detection, fit_mlp, flag_all, noisy_views  # noqa: F401
 from tasks.evaluation.seeds import arm_table, describe, interval_fields, paired, verdict
 from tasks.platform.errors import ReprolabError
-from tasks.platform.params import Seeds
-from tasks.train import OptimParams, fit, init_model, num_classes, torch_threads
+from tasks.train import num_classes, torch_threads
 
-FLAGGERS = {  # name -> (selector, options)
-    "IS": ("noise_intrinsic", {}),
-    "ES": ("noise_extrinsic", {"positives": False}),
-    "ESP": ("noise_extrinsic", {"positives": True}),
-    "LD": ("label_disagreement", {}),
-}
 FLAGS_SCHEMA = pa.schema([("seed", pa.int64()), ("flagger", pa.string()), ("id", pa.int64()), ("score", pa.float64()),
                           ("noisy", pa.bool_()), ("reason", pa.string())])
 RECORD_SCHEMA = pa.schema([("seed", pa.int64()), ("id", pa.int64()), ("old", pa.int64()), ("new", pa.int64())])
 RESULTS_SCHEMA = pa.schema([("seed", pa.int64()), ("variant", pa.string()), ("n_train", pa.int64()),
                             ("acc", pa.float64()), ("f1_pos", pa.float64())])
-
-
-class CleanParams(BaseModel):
-    """The ``clean`` section.
-
-    Attributes:
-        noise: the injected noise (its ``seed`` is offset by each run's seed).
-        clean_fraction: share of the training split kept clean (the Extrinsic Strategy's reference).
-        folds: cross-validation folds for the out-of-fold probabilities (IS, LD).
-        k: nearest neighbours of the IS and ES rules.
-        max_flag_fraction: cap on every flagger's flags, as a share of the pool.
-        model, optim: the MLP used everywhere (out-of-fold, embedding, every retrained version).
-        seeds: one noise draw + clean subset + models per seed.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    noise: NoiseParams = NoiseParams()
-    clean_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
-    folds: int = Field(default=5, ge=2)
-    k: int = Field(default=5, ge=1)
-    max_flag_fraction: float = Field(default=0.4, gt=0.0, le=1.0)
-    model: ModelSpec = ModelSpec(hidden=(64, 64))
-    optim: OptimParams = OptimParams(max_epochs=30, batch_size=32, lr=2e-3)
-    seeds: Seeds = (0, 1, 2, 3, 4)
 
 
 def f1_positive(pred: np.ndarray, gold: np.ndarray, negative: int) -> float:
@@ -83,52 +50,16 @@ def f1_positive(pred: np.ndarray, gold: np.ndarray, negative: int) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
-def _fit(p: CleanParams, x: np.ndarray, y: np.ndarray, ids: np.ndarray, val: pa.Table, k: int, seed: int) -> torch.nn.Module:
-    table = make_table(ids, x, y)
-    model = init_model(p.model, table, k, seed)
-    fit(model, p.optim, table, val, seed)
-    model.eval()
-    return model
-
-
-# PAPER: one seed --------------------------------------------------------------------------
+# PAPER: one seed (steps 1-3 in tasks.data_selection.cleaning) ----------------------------
 def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: pa.Table) -> tuple[list, list, list]:
-    x, y_true, ids = (t.numpy() for t in table_to_tensors(train))
     xt, yt, _ = table_to_tensors(test)
-    k = num_classes(train, val, test)
     neg = p.noise.negative_class
-    rng = np.random.default_rng(10_000 + seed)
+    setup = noisy_views(p, seed, train, val, test)
+    x, y_true, y, ids, k, record = (setup[key] for key in ("x", "y_true", "y", "ids", "k", "record"))
     n = ids.size
-    is_clean = np.zeros(n, bool)
-    is_clean[rng.choice(n, size=max(k, round(p.clean_fraction * n)), replace=False)] = True
-    pool = np.flatnonzero(~is_clean)
-    # (1) noise on the pool only; the clean subset keeps true labels
-    noisy_pool, record = inject_noise(ids[pool], y_true[pool], k, p.noise.model_copy(update={"seed": p.noise.seed + seed}))
-    y = y_true.copy()
-    y[pool] = noisy_pool
     noisy = y != y_true
-    # (2) out-of-fold probabilities on the pool; embedding from a model on all noisy data
-    probs = np.zeros((n, k))
-    fold = rng.permutation(pool.size) % p.folds
-    for f in range(p.folds):
-        tr = np.concatenate([pool[fold != f], np.flatnonzero(is_clean)])
-        m = _fit(p, x[tr], y[tr], ids[tr], val, k, 100 * seed + f)
-        with torch.no_grad():
-            probs[pool[fold == f]] = torch.softmax(m(torch.from_numpy(x[pool[fold == f]])), -1).double().numpy()
-    full = _fit(p, x, y, ids, val, k, 100 * seed + 99)
-    with torch.no_grad():
-        emb = full.features(torch.from_numpy(x)).double().numpy()
-    probs[is_clean] = np.eye(k)[y[is_clean]]  # never flagged (labelled=), but views must be finite
     # (3) flags
-    views = Pool(ids, {"features": emb, "labels": y, "probs": probs})
-    clean_set = Pool(ids[is_clean], {"features": emb[is_clean], "labels": y[is_clean]})
-    cap = max(1, round(p.max_flag_fraction * pool.size))
-    flags, flag_rows = {}, []
-    for name, (sel, opts) in FLAGGERS.items():
-        s = select(views, cap, selector=sel, labelled=ids[is_clean], target=clean_set, seed=seed,
-                   **(opts if sel == "label_disagreement" else {"k": p.k, "negative_class": neg, **opts}))
-        flags[name] = s
-    flags["random"] = select(views, max(1, len(flags["ESP"].ids)), selector="random", labelled=ids[is_clean], seed=seed)
+    flags, flag_rows = flag_all(p, seed, setup), []
     pos_of = {int(i): j for j, i in enumerate(ids)}
     for name, s in flags.items():
         pos = np.array([pos_of[int(i)] for i in s.ids], dtype=np.int64)
@@ -146,7 +77,7 @@ def _one_seed(p: CleanParams, seed: int, train: pa.Table, val: pa.Table, test: p
             versions[f"{name}-R"] = (np.arange(n), relabelled)
     results = []
     for v, (rows, labels) in versions.items():
-        m = _fit(p, x[rows], labels[rows], ids[rows], val, k, 100 * seed + 50)
+        m = fit_mlp(p, x[rows], labels[rows], ids[rows], val, k, 100 * seed + 50)
         with torch.no_grad():
             pred = m(xt).argmax(-1).numpy()
         results.append({"seed": seed, "variant": v, "n_train": int(rows.size),
@@ -172,22 +103,6 @@ def clean(params: CleanParams, *, train: pa.Table, val: pa.Table, test: pa.Table
             "results": results_t,
             "metrics": {"f1_pos_mean": {v: float(np.mean([r["f1_pos"] for r in results if r["variant"] == v]))
                                         for v in dict.fromkeys(r["variant"] for r in results)}}}
-
-
-def detection(flags: pa.Table, record: pa.Table) -> dict[str, dict[int, dict[str, float]]]:
-    """``{flagger: {seed: {precision, recall, neg_share}}}`` of the flags against the record."""
-    noisy_ids: dict[int, set] = {}
-    for r in record.to_pylist():
-        noisy_ids.setdefault(r["seed"], set()).add(r["id"])
-    out: dict[str, dict[int, dict[str, float]]] = {}
-    rows = flags.to_pylist()
-    for name in dict.fromkeys(r["flagger"] for r in rows):
-        for seed in sorted(noisy_ids):
-            ids = {r["id"] for r in rows if r["flagger"] == name and r["seed"] == seed}
-            hit = len(ids & noisy_ids[seed])
-            out.setdefault(name, {})[seed] = {"precision": hit / max(len(ids), 1),
-                                              "recall": hit / max(len(noisy_ids[seed]), 1), "n_flags": float(len(ids))}
-    return out
 
 
 def report(params: CleanParams, *, flags: pa.Table, record: pa.Table, results: pa.Table, train: pa.Table) -> dict[str, object]:
