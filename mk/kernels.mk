@@ -2,14 +2,13 @@
 BENCH_PROFILE ?= quick
 
 .PHONY: bench-kernels bench-quant test-kernels
-bench-kernels: bench-quant
+bench-kernels: install bench-quant  ## N:M matmul vs dense (and bench-quant) per pattern/v/dtype/shape/batch -> benchmarks/results/ + MLflow (BENCH_PROFILE=quick|full)
 	DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true BENCH_PROFILE=$(BENCH_PROFILE) \
 		$(PY) benchmarks/bench_kernels.py --profile $(BENCH_PROFILE)
 
-# low-bit quant_matmul vs fp32 dense and torch's int8/int4 CPU paths, cache-cold and warm, 1 thread
-bench-quant:
+bench-quant: install  ## low-bit quant_matmul vs fp32 dense and torch's int8/int4 CPU paths, cache-cold and warm, 1 thread -> benchmarks/results/ + MLflow
 	DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true BENCH_PROFILE=$(BENCH_PROFILE) \
 		$(PY) benchmarks/bench_quant.py --profile $(BENCH_PROFILE) --threads 1
 
-test-kernels:
+test-kernels: install  ## the kernel tests (reference vs fast parity)
 	$(PY) -m pytest tests/kernels -q
