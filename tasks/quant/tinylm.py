@@ -338,11 +338,14 @@ class TinyLMPaperParams(BaseModel):
 
 
 def tinylm_stages() -> tuple[Stage, Stage]:
-    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with."""
+    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with.
+
+    Both are shared stages: papers with the same ``data`` and ``train`` sections (the four quantization
+    papers' full profiles) prepare the corpus and train the tinylm seeds once, in ``store/_shared``."""
     return (Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
+                  schemas={"passages": PASSAGES_SCHEMA}, shared=True),
             Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}))
+                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}, shared=True))
 
 
 def outlier_note(outliers: pa.Table, rms_ratio: float) -> tuple[int, str]:

@@ -104,3 +104,26 @@ def test_capture_quantize_and_swap():
         with torch.no_grad():
             assert torch.allclose(qm(calib), m(calib), atol=5e-3)  # 8-bit: close to fp
         assert isinstance(m.model.layers[0].mlp.down_proj, torch.nn.Linear)  # the input model is untouched
+
+
+def test_quantization_papers_share_one_corpus_and_one_set_of_tinylm_seeds():
+    """``prepare``/``train`` are shared stages: with equal data/train sections (every profile of the four
+    papers) the tinylm seeds are trained once and the other papers reuse them from ``store/_shared``."""
+    from flows.papers import discover, get_paper
+    from tasks.platform.params import load_all
+    from tasks.platform.stage import resolve_inputs, run_stage
+
+    models = {n: p.params_model for n, p in discover().items()}
+    for profile in ("smoke", "full"):  # the sections really are equal in params.yaml
+        params = load_all(models, profile)
+        assert len({params[n].data for n in ("lqer", "spinquant", "resq", "boa")}) == 1, profile
+        assert len({params[n].train for n in ("lqer", "spinquant", "resq", "boa")}) == 1, profile
+    smoke = load_all(models, "smoke")
+    runs = {}
+    for name in ("lqer", "boa"):
+        paper, results = get_paper(name), {}
+        for st in paper.stages[:2]:
+            results[st.name] = run_stage(paper, st, smoke[name], resolve_inputs(st, results))
+        runs[name] = results["train"]
+    assert runs["boa"].reused and runs["boa"].paper == "boa"
+    assert runs["boa"].outputs == runs["lqer"].outputs and "_shared" in runs["boa"].outputs["weights"]["path"]
