@@ -84,10 +84,28 @@ class Stage:
         return {p: get_path(params, p) for p in self.params}
 
     def params_digest(self, params: BaseModel) -> str:
+        """Hash of the stage's params sections, without the fields marked as execution-only
+        (:data:`EXECUTION_ONLY`: how many processes run it, never what it computes)."""
         sections = {p: get_path(params, p) for p in self.params}
-        return params_hash(
-            {p: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for p, v in sections.items()}
-        )
+        return params_hash({p: _result_dump(v) for p, v in sections.items()})
+
+
+# ``Field(..., json_schema_extra=EXECUTION_ONLY)`` marks a param that changes how a stage runs but not its
+# result (e.g. the number of worker processes): it is left out of the cache key, so changing it reuses results.
+EXECUTION_ONLY = {"execution_only": True}
+
+
+def _result_dump(v: Any) -> Any:
+    if not isinstance(v, BaseModel):
+        return v
+    data = v.model_dump(mode="json")
+    for name, info in type(v).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("execution_only"):
+            data.pop(name, None)
+        elif isinstance(getattr(v, name), BaseModel):
+            data[name] = _result_dump(getattr(v, name))
+    return data
 
 
 @dataclass(frozen=True)
