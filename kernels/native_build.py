@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,7 +56,11 @@ def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
         except (OSError, subprocess.SubprocessError):
             Path(tmp).unlink(missing_ok=True)
             return None
-    return ctypes.CDLL(str(target))
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as err:  # built but not loadable here (e.g. an intrinsic this CPU's -march lacks)
+        warnings.warn(f"native kernel {target.name} does not load ({err}); using the reference path", stacklevel=2)
+        return None
 
 
 @functools.cache
