@@ -31,8 +31,11 @@ Calibration: the first ``calib`` training passages; evaluation: held-out bits/ch
     axis 1 = groups of consecutive input columns as ours) at W2/W3/W4 and the same group size vs our RTN and
     GPTQ (asymmetric, same group): held-out bits/char and bits per weight (HQQ stores a 16-bit scale and a
     16-bit float zero per group, ours a 16-bit scale and an 8-bit zero).
-(4) LQER / SpinQuant peers (NNCF LoRA correction, brevitas SVD residual / learned rotations): not run; the
-    reason is recorded in the JSON (``not_run``).
+(4) LQER's peer: brevitas' SVD residual (SVDQuant order: top-k SVD of the weight in floating point, the
+    residual quantized) vs our LQER / L2QER (SVD of the (activation-scaled) quantization error, 8-bit factors) at
+    W3 g``group`` asymmetric, weight-only, ranks 8 / 32: held-out bits/char and bits per weight (brevitas'
+    factors counted as fp16). NNCF's LoRA correction and brevitas' learned rotations: not run; the reasons
+    are recorded in the JSON (``not_run``).
 
 Every method's wall and CPU seconds stand next to its peer's, measured in this process one after the other,
 with the 1-minute load average. Results: ``benchmarks/results/quant_peers[_<profile>].json`` (atomic) and
@@ -81,9 +84,9 @@ PEERS = ("brevitas", "torchao", "optimum-quanto", "hqq", "nncf")
 TOL = 1e-6
 PROFILES = {
     "smoke": {"spec": TinyLMSpec(d_model=32, n_heads=2, n_layers=1, d_ff=64), "steps": 30, "batch": 8,
-              "calib": 16, "n_test": 64, "group": 16, "hqq_bits": (2, 3, 4)},
+              "calib": 16, "n_test": 64, "group": 16, "hqq_bits": (2, 3, 4), "ranks": (4, 8)},
     "full": {"spec": TinyLMSpec(d_model=128, n_heads=4, n_layers=2, d_ff=384), "steps": 200, "batch": 16,
-             "calib": 64, "n_test": 300, "group": 32, "hqq_bits": (2, 3, 4)},
+             "calib": 64, "n_test": 300, "group": 32, "hqq_bits": (2, 3, 4), "ranks": (8, 32)},
 }
 
 
@@ -323,17 +326,73 @@ def bench_hqq(model, calib: torch.Tensor, test: torch.Tensor, group: int, bits_l
     return {"rows": rows}
 
 
+# (4) low-rank error correction ------------------------------------------------------------------------
+def brevitas_svdquant(w: torch.Tensor, fmt: WeightQuant, rank: int) -> torch.Tensor:
+    """brevitas' SVD residual (``brevitas_examples.common.svd_quant._create_correction_module``, what its LLM
+    entry point's ``--svd-quant`` applies per layer; SVDQuant's order): the top-``rank`` SVD ``L2 L1`` of the
+    *weight* is kept in floating point, the residual ``W - L2 L1`` is quantized (brevitas' MinMax asymmetric
+    group quantizer, the same grid as ours); returns the effective weight ``Q(W - L2 L1) + L2 L1``."""
+    import brevitas.nn as qnn
+    from brevitas.quant.shifted_scaled_int import ShiftedUint8WeightGroupQuantFloat
+    from brevitas_examples.common.svd_quant import _create_correction_module
+
+    quant = ShiftedUint8WeightGroupQuantFloat.let(bit_width=fmt.bits, group_size=fmt.group)
+    lin = qnn.QuantLinear(w.shape[1], w.shape[0], bias=False, weight_quant=quant)
+    lin.weight.data.copy_(w)
+    lin.eval()
+    ecm, _ = _create_correction_module(lin, rank, iters=1)
+    q = ecm.layer.quant_weight()
+    dq = (q.value if hasattr(q, "value") else q).detach()
+    return (dq + ecm.correction.l2.weight.detach() @ ecm.correction.l1.weight.detach()).float()
+
+
+def bench_lowrank(model, calib: torch.Tensor, test: torch.Tensor, group: int, bits: int, ranks: tuple[int, ...]) -> dict:
+    """Our LQER / L2QER (:mod:`tasks.papers.lqer`: SVD of the (activation-scaled) quantization error, 8-bit
+    factors) vs brevitas' SVD residual at the same rank and weight format, weight-only."""
+    from tasks.papers.lqer import activation_scale, lqer_factors, quant_factors
+
+    names = model.linear_names()
+    mods = linear_layers(model, names)
+    ws = {n: mods[n].weight.detach().float() for n in names}
+    xs = capture_inputs(model, calib, names)
+    fmt = WeightQuant(bits=bits, group=group, symmetric=False)
+    n_w = sum(w.numel() for w in ws.values())
+    base_bits = sum(weight_bits(tuple(w.shape), fmt) for w in ws.values())
+    q = {n: rtn(w, fmt, what=n) for n, w in ws.items()}
+    rows = [{"arm": "rtn", "rank": 0, "bpc": model_bpc(model, {n: v.dequant for n, v in q.items()}, test),
+             "bits_per_weight": base_bits / n_w}]
+    for rank in ranks:
+        for arm in ("lqer", "l2qer"):
+            with Clock() as c:
+                eff, fbits = {}, 0
+                for n, w in ws.items():
+                    s = activation_scale(xs[n], 8 * (calib.shape[1] - 1)) if arm == "l2qer" else None
+                    a, b, _ = lqer_factors(w, q[n].dequant, rank, s)
+                    qa, qb, fb = quant_factors(a, b, 8)
+                    eff[n], fbits = q[n].dequant + (qa @ qb).T, fbits + fb
+            rows.append({"arm": arm, "rank": rank, **c.record(), "bpc": model_bpc(model, eff, test),
+                         "bits_per_weight": (base_bits + fbits) / n_w, "factor_bits": 8})
+        with Clock() as c:
+            eff = {n: brevitas_svdquant(w, fmt, rank) for n, w in ws.items()}
+        fbits = sum(16 * rank * (w.shape[0] + w.shape[1]) for w in ws.values())  # factors stored in fp16
+        rows.append({"arm": "brevitas_svd_residual", "rank": rank, **c.record(), "bpc": model_bpc(model, eff, test),
+                     "bits_per_weight": (base_bits + fbits) / n_w, "factor_bits": 16})
+        for r in rows[-3:]:
+            print(f"W{bits} g{group} rank {rank:>2} {r['arm']:<22} bpc {r['bpc']:.4f} ({r['bits_per_weight']:.2f} b/w) "
+                  f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.2f}) load {r['loadavg_1min']:.1f}", flush=True)
+    return {"bits": bits, "group": group, "rows": rows}
+
+
 NOT_RUN = {
     "nncf_lora_correction": "NNCF 3.4's compress_weights(lora_correction=True) runs on OpenVINO models only: its torch "
                             "and torch.fx backends raise ParameterNotSupportedError ('Torch backend does not support "
                             "lora_correction option(s)'); OpenVINO is not in the lock",
-    "brevitas_svd_residual_and_learned_rotation": "brevitas 0.13.4 keeps SVD-quant (brevitas_examples/common/svd_quant.py) "
-                                                  "and the SpinQuant-style learned rotations (Cayley SGD, "
-                                                  "brevitas/optim/cailey_sgd.py) behind its LLM example entry point "
-                                                  "(brevitas_examples.llm), which loads Hugging Face models through "
-                                                  "transformers; transformers 5 requires Hugging Face's `kernels` package, "
-                                                  "whose import name clashes with this repository's kernels/, so the peer "
-                                                  "env leaves transformers out and these arms were not wired to tinylm",
+    "brevitas_learned_rotation": "brevitas 0.13.4's SpinQuant-style learned rotations (Cayley SGD, "
+                                 "brevitas/optim/cailey_sgd.py) are driven by its LLM example entry point "
+                                 "(brevitas_examples.llm), which loads Hugging Face models through transformers; "
+                                 "transformers 5 requires Hugging Face's `kernels` package, whose import name clashes "
+                                 "with this repository's kernels/, so the peer env leaves transformers out and the "
+                                 "rotation arm was not wired to tinylm",
 }
 
 
@@ -349,6 +408,8 @@ def flat_metrics(out: dict) -> list[dict]:
     for row in out["hqq"]["rows"]:
         for who in ("rtn", "gptq", "hqq"):
             recs.append({"name": f"w{row['bits']}_g{row['group']}_{who}_bpc", "value": row[who]["bpc"]})
+    for r in out["lowrank"]["rows"]:
+        recs.append({"name": f"lowrank_{r['arm']}_k{r['rank']}_bpc", "value": r["bpc"]})
     return recs
 
 
@@ -364,6 +425,7 @@ def warm_up(group: int) -> None:
     quanto_weight(w, 8, None)
     quanto_weight(w, 4, group)
     hqq_weight(w, 2, group)
+    brevitas_svdquant(w, WeightQuant(bits=3, group=group, symmetric=False), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         out["gptq"] = bench_gptq(model, calib, prof["group"])
         out["rtn"] = bench_rtn(model, test, prof["group"])
         out["hqq"] = bench_hqq(model, calib, test, prof["group"], prof["hqq_bits"])
+        out["lowrank"] = bench_lowrank(model, calib, test, prof["group"], 3, prof["ranks"])
     out["wall_s"] = time.perf_counter() - t_start
     out["pass"] = bool(out["gptq"]["pass"] and out["rtn"]["pass"])
     write_json_atomic(out_path, out)
