@@ -6,7 +6,7 @@ environment (``make peers14-env``), never CI.
 
 The model: one tinylm trained here through :func:`tasks.quant.tinylm.fit_tinylm` on the project's
 character corpus (:func:`tasks.quant.tinylm.prepare_corpus`), seed 0; ``full`` = d 128, 2 layers, 4 heads,
-d_ff 384, 200 AdamW steps of 16 passages (~1-2 min on one thread); ``smoke`` = d 32, 1 layer, 30 steps.
+d_ff 384, 200 AdamW steps of 16 passages (3-4.5 min on one thread at load ~9-10; the whole run 6.5-7.5 min); ``smoke`` = d 32, 1 layer, 30 steps.
 Calibration: the first ``calib`` training passages; evaluation: held-out bits/char on the test split.
 
 (1) GPTQ parity with brevitas 0.13.4 (``brevitas.graph.gptq.GPTQ``) in fp64 on every linear of the first
