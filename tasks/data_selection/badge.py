@@ -30,7 +30,9 @@ Assumption (degenerate pools; the paper does not say): when every remaining cand
 D² = 0 — all embeddings zero (a model saturated to one-hot probabilities, or dead ReLU features),
 or every remaining one coincides with a centre — k-means++ has no distribution to sample from;
 the rest of the batch is then drawn uniformly from the candidates not picked yet (scikit-activeml
-does the same). Such picks get score 0, so the selection artifact shows where it happened.
+does the same). Such picks get score 0, so the selection artifact shows where it happened. (A zero
+embedding next to nonzero ones is not degenerate: it sits at the origin, at D² = ‖g_c‖² from a
+centre c, and k-means++ treats the confident examples as one more cluster.)
 Score of a pick = its D² when picked (the first pick: its squared norm ‖g_x‖²).
 """
 
