@@ -16,8 +16,8 @@
  *   then vpmaddwd with ones (-> int32). The int16 pair sum cannot saturate: int4 codes are <= 15
  *   (2 * 15 * 127 < 32767); int8 uses |v| x sign(xq, v) (|v| <= 128 as u8, |xq| <= 127:
  *   2 * 128 * 127 = 32512 < 32767).
- * int4 unpack: 16 bytes broadcast to both 128-bit lanes, the high lane shifted right by 4, & 0x0F:
- * low lane = even codes, high lane = odd codes; x is reordered once per call to that order (per full
+ * int4 unpack: 16 bytes of codes, & 0x0F (low 128-bit lane: even codes) and >> 4 & 0x0F (high lane:
+ * odd codes); x is reordered once per call to that order (per full
  * chunk of 32 codes inside each group). Codes of a group past its last full chunk of 32 run scalar.
  */
 #include <math.h>
@@ -48,11 +48,10 @@ int qa8_isa(void) { return A8_ISA; }
 #if A8_ISA > 0
 
 #define MAXRO 4
+#ifndef PF
+#define PF 1024 /* software prefetch distance along a row of codes, bytes */
+#endif
 #define MAXRB 4
-
-static inline float load_scale(const void *scales, int f16, int64_t i) {
-    return f16 ? _cvtsh_ss(((const uint16_t *)scales)[i]) : ((const float *)scales)[i];
-}
 
 /* Quantize row b of x into xq (int4: full 32-code chunks of each group reordered even/odd), its
  * scale sx and per-group sums sxg. */
@@ -79,78 +78,110 @@ static void quantize_row(const float *restrict x, int64_t K, int64_t g, int bits
     }
 }
 
-/* Rows o..o+RO-1 against batch rows b0..b0+RB-1; sz: RO * G floats of scratch. */
+/* Rows o..o+RO-1 against batch rows b0..b0+RB-1. sz: 2 * MAXRO * G floats of scratch (the rows'
+ * scales in fp32, and scale * ze per group for the zero-point term). */
 static inline __attribute__((always_inline)) void
 tile(const int RO, const int RB, const uint8_t *restrict codes, int64_t cstride, const void *scales,
      int f16, const uint8_t *restrict zeros, int bits, int64_t K, int64_t g, const int8_t *restrict xq,
      const float *restrict sx, const float *restrict sxg, float *restrict y, int64_t O, int64_t o,
      int64_t b0, float *restrict sz) {
     const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F);
-    const __m256i hishift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), flip = _mm256_set1_epi8((char)0x80);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     (void)ones16;
     const int64_t G = K / g, nfull = g / 32;
     const int zdef = bits == 4 ? 8 : 128, shift = bits == 4 ? 0 : 128; /* ze = z - shift */
+    float *restrict srow = sz, *restrict zrow = sz + MAXRO * G;
+    /* per row: scales in fp32 and scale * ze (kept out of the group loop below) */
+    for (int r = 0; r < RO; ++r) { /* branch-free loops, so they vectorize */
+        const int64_t base = (o + r) * G;
+        float *restrict sr = srow + r * G, *restrict zr = zrow + r * G;
+        if (f16) {
+            const uint16_t *h = (const uint16_t *)scales + base;
+            int64_t gi = 0;
+            for (; gi + 8 <= G; gi += 8) _mm256_storeu_ps(sr + gi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + gi))));
+            for (; gi < G; ++gi) sr[gi] = _cvtsh_ss(h[gi]);
+        } else {
+            memcpy(sr, (const float *)scales + base, sizeof(float) * (size_t)G);
+        }
+        if (zeros) {
+            const uint8_t *zz = zeros + base;
+            for (int64_t gi = 0; gi < G; ++gi) zr[gi] = sr[gi] * (float)((int)zz[gi] - shift);
+        } else {
+            const float zc = (float)(zdef - shift);
+            for (int64_t gi = 0; gi < G; ++gi) zr[gi] = sr[gi] * zc;
+        }
+    }
     __m256 facc[MAXRO][MAXRB];
-    float tails[MAXRO][MAXRB];
+#pragma GCC unroll 4
     for (int r = 0; r < RO; ++r)
-        for (int bb = 0; bb < RB; ++bb) { facc[r][bb] = _mm256_setzero_ps(); tails[r][bb] = 0.f; }
+#pragma GCC unroll 4
+        for (int bb = 0; bb < RB; ++bb) facc[r][bb] = _mm256_setzero_ps();
     for (int64_t gi = 0; gi < G; ++gi) {
         __m256i iacc[MAXRO][MAXRB];
+#pragma GCC unroll 4
         for (int r = 0; r < RO; ++r)
+#pragma GCC unroll 4
             for (int bb = 0; bb < RB; ++bb) iacc[r][bb] = _mm256_setzero_si256();
         for (int64_t c = 0; c < nfull; ++c) {
             const int64_t k0 = gi * g + c * 32;
             __m256i wv[MAXRO], wa[MAXRO];
+#pragma GCC unroll 4
             for (int r = 0; r < RO; ++r) {
                 const uint8_t *row = codes + (o + r) * cstride;
                 if (bits == 4) {
-                    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + k0 / 2)));
-                    wv[r] = _mm256_and_si256(_mm256_srlv_epi32(b, hishift), low4);
+                    /* 128-bit halves (one uop each on Zen 1/2, unlike a 256-bit variable shift) */
+                    const __m128i b = _mm_loadu_si128((const __m128i *)(row + k0 / 2));
+                    if ((k0 & 127) == 0) _mm_prefetch((const char *)(row + k0 / 2 + PF), _MM_HINT_T0);
+                    const __m128i lo = _mm_and_si128(b, _mm256_castsi256_si128(low4));
+                    const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(low4));
+                    wv[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+                    wa[r] = wv[r];
                 } else {
+                    if ((k0 & 63) == 0) _mm_prefetch((const char *)(row + k0 + PF), _MM_HINT_T0);
                     wv[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + k0)), flip);
                     wa[r] = _mm256_abs_epi8(wv[r]);
                 }
             }
+#pragma GCC unroll 4
             for (int bb = 0; bb < RB; ++bb) {
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b0 + bb) * K + k0));
+#pragma GCC unroll 4
                 for (int r = 0; r < RO; ++r) {
-                    if (bits == 4) iacc[r][bb] = DOT(iacc[r][bb], wv[r], xv);
+                    if (bits == 4) iacc[r][bb] = DOT(iacc[r][bb], wa[r], xv);
                     else iacc[r][bb] = DOT(iacc[r][bb], wa[r], _mm256_sign_epi8(xv, wv[r]));
                 }
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < RO; ++r) {
-            const int64_t gidx = (o + r) * G + gi;
-            const float s = load_scale(scales, f16, gidx);
-            const int ze = (zeros ? (int)zeros[gidx] : zdef) - shift;
-            sz[r * G + gi] = s * (float)ze;
-            const __m256 sv = _mm256_set1_ps(s);
+            const __m256 sv = _mm256_broadcast_ss(srow + r * G + gi);
+#pragma GCC unroll 4
             for (int bb = 0; bb < RB; ++bb) facc[r][bb] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][bb]), sv, facc[r][bb]);
-            if (nfull * 32 < g) { /* scalar codes past the last full chunk (natural order) */
-                const uint8_t *row = codes + (o + r) * cstride;
-                for (int bb = 0; bb < RB; ++bb) {
-                    const int8_t *xr = xq + (b0 + bb) * K;
+        }
+    }
+    for (int r = 0; r < RO; ++r) {
+        const uint8_t *row = codes + (o + r) * cstride;
+        for (int bb = 0; bb < RB; ++bb) {
+            const float *sg = sxg + (b0 + bb) * G;
+            const float *zr = zrow + r * G;
+            float corr = 0.f, tails = 0.f;
+#pragma omp simd reduction(+ : corr)
+            for (int64_t gi = 0; gi < G; ++gi) corr += zr[gi] * sg[gi];
+            if (nfull * 32 < g) { /* codes past each group's last full chunk of 32: scalar, natural order */
+                const int8_t *xr = xq + (b0 + bb) * K;
+                for (int64_t gi = 0; gi < G; ++gi) {
                     int32_t t = 0;
                     for (int64_t k = gi * g + nfull * 32; k < gi * g + g; ++k) {
                         const int u = bits == 4 ? ((row[k >> 1] >> ((k & 1) * 4)) & 0xF) : (int)row[k];
                         t += (u - shift) * xr[k];
                     }
-                    tails[r][bb] += s * (float)t;
+                    tails += srow[r * G + gi] * (float)t;
                 }
             }
-        }
-    }
-    for (int r = 0; r < RO; ++r) {
-        for (int bb = 0; bb < RB; ++bb) {
-            const float *sg = sxg + (b0 + bb) * G;
-            const float *zr = sz + r * G;
-            float corr = 0.f;
-#pragma omp simd reduction(+ : corr)
-            for (int64_t gi = 0; gi < G; ++gi) corr += zr[gi] * sg[gi];
             __m128 h = _mm_add_ps(_mm256_castps256_ps128(facc[r][bb]), _mm256_extractf128_ps(facc[r][bb], 1));
             h = _mm_add_ps(h, _mm_movehl_ps(h, h));
             h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            y[(b0 + bb) * O + o + r] = sx[b0 + bb] * (_mm_cvtss_f32(h) + tails[r][bb] - corr);
+            y[(b0 + bb) * O + o + r] = sx[b0 + bb] * (_mm_cvtss_f32(h) + tails - corr);
         }
     }
 }
@@ -199,14 +230,14 @@ int qa8_gemm_f32(const float *x, const uint8_t *codes, const void *scales, int f
     for (int64_t b = 0; b < B; ++b) quantize_row(x + b * K, K, g, bits, xq + b * K, sx + b, sxg + b * G);
     int status = 0;
     if (threads <= 1) { /* no OpenMP region: its wake-up dominates small layers */
-        float *sz = malloc(sizeof(float) * (size_t)(MAXRO * G));
+        float *sz = malloc(sizeof(float) * (size_t)(2 * MAXRO * G));
         if (!sz) status = 2;
         else rows(codes, cstride, scales, f16, zeros, bits, K, g, xq, sx, sxg, y, O, B, 0, O, sz);
         free(sz);
     } else {
 #pragma omp parallel num_threads(threads) reduction(| : status)
         {
-            float *sz = malloc(sizeof(float) * (size_t)(MAXRO * G));
+            float *sz = malloc(sizeof(float) * (size_t)(2 * MAXRO * G));
             if (!sz) status |= 2;
             /* every thread meets the worksharing loop, even one whose scratch failed */
 #pragma omp for schedule(static)
