@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from kernels.quant import NMQuantWeight, QuantWeight, quant_matmul
+from kernels.quant import NMQuantWeight, QuantWeight, bind_matmul, quant_matmul
 from models.nm_linear import NMLinear
 
 __all__ = ["NMQuantLinear", "QuantLinear", "quantize_model", "weight_nbytes"]
@@ -65,7 +65,19 @@ class _QuantBase(nn.Module):
         return cached[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        y = quant_matmul(self.weight(), x, impl=self.impl)  # (..., out)
+        w = self.weight()
+        bound = self.__dict__.get("_bound")
+        if bound is None or bound[0] is not w or bound[1] != self.impl:
+            bound = None
+            fast_case = (x.dtype is torch.float32 and x.device.type == "cpu" and x.dim() >= 1
+                         and 1 <= x.numel() // max(1, x.shape[-1]) <= 64)
+            if fast_case:  # bind once: the checks run here, later calls skip them (bind_matmul)
+                bound = (w, self.impl, bind_matmul(w, x, impl=self.impl))
+                self.__dict__["_bound"] = bound
+        if bound is not None and bound[2] is not None:
+            y = bound[2](x)  # (..., out)
+        else:
+            y = quant_matmul(w, x, impl=self.impl)
         return y if self.bias is None else y + self.bias
 
     def to_dense(self) -> Tensor:

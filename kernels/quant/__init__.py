@@ -16,10 +16,11 @@ from kernels.quant.format import (
     validate_quant,
 )
 from kernels.quant.reference import quant_matmul_reference
-from kernels.quant.registry import check_impl_name, check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
+from kernels.quant.registry import bind_matmul, check_impl_name, check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
 
 __all__ = [
     "BITS",
+    "bind_matmul",
     "NMQuantWeight",
     "QuantWeight",
     "check_impl_name",

@@ -24,10 +24,11 @@ import torch
 from torch import Tensor
 
 from kernels.native_build import build_library, native_rows, team_size
+from kernels.quant.native import _bind
 from kernels.quant.format import NMQuantWeight, QuantWeight
-from kernels.quant.registry import Impl, check_inputs, register_impl
+from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
-__all__ = ["ISA_NAMES", "isa", "quant_matmul_a8_reference", "quant_matmul_native_a8", "quantize_rows_int8"]
+__all__ = ["ISA_NAMES", "bind_native_a8", "isa", "quant_matmul_a8_reference", "quant_matmul_native_a8", "quantize_rows_int8"]
 
 SOURCE = Path(__file__).with_name("csrc") / "quant_a8.c"
 ISA_NAMES = {0: "none", 1: "avx2-maddubs", 2: "avx-vnni", 3: "avx512-vnni"}
@@ -108,6 +109,11 @@ def quant_matmul_native_a8(w: QuantWeight, x: Tensor) -> Tensor:
     return y.view(*lead, out_features)
 
 
+def bind_native_a8(w: QuantWeight):
+    """A light call path for a fixed, already validated dense ``w`` (see :func:`kernels.quant.bind`)."""
+    return _bind(w, _library(), "qa8_gemm_f32")
+
+
 NATIVE_A8 = register_impl(Impl(
     name="native_a8",
     fn=quant_matmul_native_a8,
@@ -118,3 +124,4 @@ NATIVE_A8 = register_impl(Impl(
     dtypes=(torch.float32,),
     exact=False,
 ))
+BINDERS[NATIVE_A8.name] = bind_native_a8

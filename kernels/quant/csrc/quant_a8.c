@@ -200,11 +200,6 @@ static void rows(const uint8_t *codes, int64_t cstride, const void *scales, int 
         return;
     }
     int64_t o = o_lo;
-    for (; o + 2 <= o_hi; o += 2) {
-        int64_t b0 = 0;
-        for (; b0 + 4 <= B; b0 += 4) TILE(2, 4);
-        for (; b0 < B; ++b0) TILE(2, 1);
-    }
     for (; o < o_hi; ++o) {
         int64_t b0 = 0;
         for (; b0 + 4 <= B; b0 += 4) TILE(1, 4);
