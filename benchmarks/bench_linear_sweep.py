@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 return run
             fns = {"fp32_linear": loop(lin), "quant_bound_native": loop(q_exact),
                    "quant_bound_a8": loop(q_a8),
-                   "quant_matmul_native_unbound": loop(lambda x: quant_matmul(w, x, impl="native"))}
+                   "quant_matmul_native_unbound": loop(lambda x, w=w: quant_matmul(w, x, impl="native"))}
             with torch.no_grad():
                 for f in fns.values():
                     f()

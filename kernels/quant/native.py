@@ -24,7 +24,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import MAX_BATCH, build_library, has_avx512, kmajor, native_rows, team_size
+from kernels.native_build import (
+    MAX_BATCH,
+    build_library,
+    has_avx512,
+    kmajor,
+    native_rows,
+    team_size,
+)
 from kernels.quant.format import NMQuantWeight, QuantWeight
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from kernels.native_build import build_library, native_rows, team_size
-from kernels.quant.native import _bind
 from kernels.quant.format import NMQuantWeight, QuantWeight
+from kernels.quant.native import _bind
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
 __all__ = ["ISA_NAMES", "bind_native_a8", "isa", "quant_matmul_a8_reference", "quant_matmul_native_a8", "quantize_rows_int8"]
