@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import build_library, native_rows, team_size
+from kernels.native_build import MAX_BATCH, build_library, native_rows, team_size
 from kernels.quant.format import NMQuantWeight, QuantWeight
 from kernels.quant.native import _bind
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
@@ -81,11 +81,12 @@ def quant_matmul_a8_reference(w: QuantWeight, x: Tensor) -> Tensor:
 
 
 def quant_matmul_native_a8(w: QuantWeight, x: Tensor) -> Tensor:
-    """``quant_matmul_a8_reference(w, x)`` with the C kernel (fp32, CPU, at most 64 rows of x).
+    """``quant_matmul_a8_reference(w, x)`` with the C kernel (fp32, CPU; more than 64 rows of x run
+    as 64-row chunks).
 
     Raises:
         TypeError: an N:M weight, or x not fp32 (after the shared checks).
-        ValueError: more than 64 rows of x, or a non-CPU tensor.
+        ValueError: a non-CPU tensor.
         RuntimeError: no integer-dot path in this build.
     """
     check_inputs(w, x)
@@ -93,6 +94,12 @@ def quant_matmul_native_a8(w: QuantWeight, x: Tensor) -> Tensor:
         raise TypeError("the int8-activation impl handles a dense QuantWeight only, got NMQuantWeight")
     out_features, in_features = w.shape
     lib = _library()
+    rows = x.detach().reshape(-1, in_features)
+    if rows.shape[0] > MAX_BATCH and x.dtype == torch.float32 and x.device.type == "cpu":
+        # rows are quantized independently, so 64-row chunks compute exactly the same product
+        # (lets a teacher-forced evaluation of a whole sequence batch run on this impl)
+        y = torch.cat([quant_matmul_native_a8(w, part) for part in rows.split(MAX_BATCH)])
+        return y.view(*x.shape[:-1], out_features)
     x2, lead, batch = native_rows(x, in_features, "quant a8", lib)
     y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
     if batch == 0:
@@ -119,7 +126,7 @@ NATIVE_A8 = register_impl(Impl(
     fn=quant_matmul_native_a8,
     available=_available,
     supports=lambda w, x: (isinstance(w, QuantWeight) and x.device.type == "cpu"
-                           and x.dtype == torch.float32 and x.numel() // max(1, w.shape[1]) <= 64),
+                           and x.dtype == torch.float32),
     priority=20,
     dtypes=(torch.float32,),
     exact=False,
