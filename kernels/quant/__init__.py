@@ -20,9 +20,9 @@ from kernels.quant.registry import bind_matmul, check_impl_name, check_inputs, g
 
 __all__ = [
     "BITS",
-    "bind_matmul",
     "NMQuantWeight",
     "QuantWeight",
+    "bind_matmul",
     "check_impl_name",
     "check_inputs",
     "expected_nbytes",
