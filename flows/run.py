@@ -300,7 +300,8 @@ def build_deployments(papers: list[Paper], cron: str = NIGHTLY_CRON, timezone: s
 
 
 def clear_store(paper: Paper) -> None:
-    """Delete a paper's store (forces recomputation of every stage)."""
+    """Delete a paper's store (forces recomputation of its own stages; results of shared stages, under
+    ``store/_shared``, stay: other papers reuse them)."""
     from tasks.platform.stage import store_root
 
     shutil.rmtree(store_root() / paper.name, ignore_errors=True)

@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     add_compare_cli(sub)  # python -m tasks compare RUN_A RUN_B (docs/evaluation.md)
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "compare":
+            _papers()  # registered papers tell which stored results are shared (tasks.platform.stage.find_store_dir)
         return args.fn(args)
     except ReprolabError as e:
         print(f"error: {e}", file=sys.stderr)

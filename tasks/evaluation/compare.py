@@ -336,7 +336,7 @@ def materialise_run(run, dest: Path, names: Sequence[str], client=None) -> Path:
     """
     import shutil
 
-    from tasks.platform.stage import _verify_manifest, store_root
+    from tasks.platform.stage import _verify_manifest, find_store_dir, store_root
 
     client = client or _mlflow_client()
     tags = run.data.tags
@@ -348,7 +348,7 @@ def materialise_run(run, dest: Path, names: Sequence[str], client=None) -> Path:
         if not all(k in t for k in ("reprolab.paper", "reprolab.stage", "reprolab.stage_key")):
             continue
         out = dest / t["reprolab.stage"]
-        store = store_root() / t["reprolab.paper"] / t["reprolab.stage"] / t["reprolab.stage_key"][:24]
+        store = find_store_dir(t["reprolab.paper"], t["reprolab.stage"], t["reprolab.stage_key"])
         if _verify_manifest(store) is not None:
             for name in names:
                 if (store / name).is_file():

@@ -53,6 +53,10 @@ class Stage:
         schemas: output name -> ``pa.Schema`` or ``check(table, where)``; checked on write
             and whenever a later stage reads the table.
         version: bump to invalidate caches when behaviour changes outside the hashed code.
+        shared: the result does not depend on which paper asks for it (a core from the shared layers,
+            e.g. the tinylm every quantization paper trains): it is keyed without the paper's name and
+            module and stored once under ``store/_shared/<core>/``, so papers that declare it with the
+            same params and input bytes compute it once (see :func:`stage_key`).
     """
 
     name: str
@@ -62,6 +66,12 @@ class Stage:
     outputs: Mapping[str, str] = field(default_factory=dict)
     schemas: Mapping[str, Schema] = field(default_factory=dict)
     version: str = "1"
+    shared: bool = False
+
+    @property
+    def core(self) -> str:
+        """``module.qualname`` of the compute core (the shared store's folder name)."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
 
     def input_refs(self) -> dict[str, tuple[str, str]]:
         return {arg: tuple(ref.split(".", 1)) for arg, ref in self.inputs.items()}  # type: ignore[misc]
@@ -74,10 +84,28 @@ class Stage:
         return {p: get_path(params, p) for p in self.params}
 
     def params_digest(self, params: BaseModel) -> str:
+        """Hash of the stage's params sections, without the fields marked as execution-only
+        (:data:`EXECUTION_ONLY`: how many processes run it, never what it computes)."""
         sections = {p: get_path(params, p) for p in self.params}
-        return params_hash(
-            {p: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for p, v in sections.items()}
-        )
+        return params_hash({p: _result_dump(v) for p, v in sections.items()})
+
+
+# ``Field(..., json_schema_extra=EXECUTION_ONLY)`` marks a param that changes how a stage runs but not its
+# result (e.g. the number of worker processes): it is left out of the cache key, so changing it reuses results.
+EXECUTION_ONLY = {"execution_only": True}
+
+
+def _result_dump(v: Any) -> Any:
+    if not isinstance(v, BaseModel):
+        return v
+    data = v.model_dump(mode="json")
+    for name, info in type(v).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("execution_only"):
+            data.pop(name, None)
+        elif isinstance(getattr(v, name), BaseModel):
+            data[name] = _result_dump(getattr(v, name))
+    return data
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,9 @@ class Paper:
             for p in st.params:
                 if p.split(".")[0] not in self.params_model.model_fields:
                     raise ValueError(f"paper {self.name!r}, stage {st.name!r}: unknown params section {p!r}")
+            if st.shared and st.func.__module__.startswith(tuple(d.replace("/", ".") for d in PAPER_DIRS)):
+                raise ValueError(f"paper {self.name!r}, stage {st.name!r}: a shared stage's core must live in the "
+                                 f"shared layers, not in a paper module ({st.core})")
             for name in st.outputs.values():
                 if Path(name).suffix not in artifacts.EXTS:
                     raise ValueError(f"paper {self.name!r}, stage {st.name!r}: unsupported output {name!r}")
@@ -225,15 +256,21 @@ def input_digests(input_paths: Mapping[str, str | Path]) -> dict[str, str]:
 
 
 def stage_key(paper: Paper, stage: Stage, params: BaseModel, input_paths: Mapping[str, str | Path]) -> str:
-    """The cache key: input file bytes + the stage's params + code + stage version."""
+    """The cache key: input file bytes + the stage's params + code + stage version.
+
+    A shared stage (``Stage.shared``) is keyed by its core instead of the paper and stage names, and
+    by the shared layers' code only (:func:`shared_code_digest`): two papers that declare it with the
+    same params sections and the same input bytes get the same key, hence one stored result.
+    """
     payload = {
-        "paper": paper.name,
-        "stage": stage.name,
         "version": stage.version,
         "params": stage.params_digest(params),
         "inputs": input_digests(input_paths),
-        "code": code_digest(tuple(code_paths(paper))),
     }
+    if stage.shared:
+        payload |= {"core": stage.core, "code": shared_code_digest()}
+    else:
+        payload |= {"paper": paper.name, "stage": stage.name, "code": code_digest(tuple(code_paths(paper)))}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -241,8 +278,22 @@ def store_root() -> Path:
     return Path(os.environ.get("REPROLAB_HOME", ROOT / ".reprolab")) / "store"
 
 
+SHARED_STORE = "_shared"
+
+
 def store_dir(paper: Paper, stage: Stage, key: str) -> Path:
+    """``store/<paper>/<stage>/<key>``; a shared stage's result: ``store/_shared/<core>/<key>``."""
+    if stage.shared:
+        return store_root() / SHARED_STORE / stage.core / key[:24]
     return store_root() / paper.name / stage.name / key[:24]
+
+
+def find_store_dir(paper: str, stage: str, key: str) -> Path:
+    """:func:`store_dir` from names (an MLflow run's tags): the registered paper's stage decides whether the
+    result is in the shared store; an unknown paper or stage is looked up under its own name."""
+    p = _PAPERS.get(paper)
+    st = next((s for s in p.stages if s.name == stage), None) if p else None
+    return store_dir(p, st, key) if st is not None else store_root() / paper / stage / key[:24]
 
 
 MANIFEST = "manifest.json"
@@ -373,6 +424,10 @@ def write_outputs(
     ``overwrite``: nothing already produced is silently changed.
     """
     encoded = {name: artifacts.encode(out_dir / fname, produced[name]) for name, fname in stage.outputs.items()}
+    return _write_encoded(stage, encoded, out_dir, overwrite)
+
+
+def _write_encoded(stage: Stage, encoded: Mapping[str, bytes], out_dir: Path, overwrite: bool) -> dict[str, dict[str, str]]:
     for name, fname in stage.outputs.items():
         path = out_dir / fname
         if path.exists() and not overwrite and artifacts.sha256_file(path) != artifacts.sha256_bytes(encoded[name]):
@@ -411,6 +466,13 @@ def run_stage(
     }
     phash = stage.params_digest(params)
 
+    if out_dir is not None and stage.shared:
+        # A shared result is computed once per machine whichever entry point asks (Prefect or DVC):
+        # through the store, then copied out under the same no-silent-overwrite rule.
+        stored = run_stage(paper, stage, params, input_paths)
+        produced_bytes = {n: Path(o["path"]).read_bytes() for n, o in stored.outputs.items()}
+        outs = _write_encoded(stage, produced_bytes, Path(out_dir), overwrite)
+        return dataclasses.replace(stored, outputs=outs, seconds=time.perf_counter() - t0)
     if out_dir is not None:
         produced = compute_checked(paper, stage, params, input_paths)
         outs = write_outputs(stage, produced, Path(out_dir), overwrite=overwrite)
@@ -420,13 +482,13 @@ def run_stage(
         )
 
     final = store_dir(paper, stage, key)
-    res = _reuse(final, t0)
+    res = _reuse(final, t0, paper, stage, inputs_meta)
     if res is not None:
         return res
     # One process computes a key at a time: a second run of the same stage waits here, then
     # reuses what the first wrote (so an intact result is never moved aside as "damaged").
     with _key_lock(final):
-        res = _reuse(final, t0)
+        res = _reuse(final, t0, paper, stage, inputs_meta)
         if res is not None:
             return res
         _remove_stale_staging(final)
@@ -443,7 +505,7 @@ def run_stage(
             artifacts.write(staging / MANIFEST, res.to_json())
             if final.exists():
                 if _verify_manifest(final) is not None:  # intact (a writer without the lock): keep it
-                    return _reuse(final, t0) or res
+                    return _reuse(final, t0, paper, stage, inputs_meta) or res
                 # damaged (truncated, edited, half-deleted): keep it aside rather than delete it
                 final.rename(final.parent / f".{final.name}.damaged.{time.time_ns()}")
             os.replace(staging, final)
@@ -453,12 +515,14 @@ def run_stage(
     return res
 
 
-def _reuse(final: Path, t0: float) -> StageResult | None:
-    """The result stored in ``final`` if it is complete and intact, else ``None``."""
+def _reuse(final: Path, t0: float, paper: Paper, stage: Stage, inputs_meta: dict) -> StageResult | None:
+    """The result stored in ``final`` if it is complete and intact, else ``None``. A shared result
+    computed for another paper is reported as this paper's stage, with this run's input paths."""
     manifest = _verify_manifest(final)
     if manifest is None:
         return None
     res = StageResult.from_json(manifest)
+    res.paper, res.stage, res.inputs = paper.name, stage.name, inputs_meta
     res.reused, res.seconds = True, time.perf_counter() - t0
     return res
 

@@ -8,8 +8,10 @@ paper's prepare stage) from the text corpus the project already builds (:func:`t
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +24,7 @@ from models.charlm import encode
 from models.tinylm import TinyLM, TinyLMSpec
 from tasks.data_prep import corpus_text
 from tasks.platform.errors import ArtifactError
-from tasks.platform.stage import Stage
+from tasks.platform.stage import EXECUTION_ONLY, Stage
 from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
 from tasks.train import pack_seeds, torch_threads
 
@@ -78,6 +80,9 @@ class TinyLMTrainParams(BaseModel):
         steps: AdamW steps; warmup: linear warmup steps, then cosine decay to 10 %.
         batch_size: passages per step; lr, weight_decay: AdamW.
         threads: torch intra-op threads (None: $REPROLAB_TORCH_THREADS or 1).
+        workers: seeds trained at once, each in its own process with ``threads`` threads (1: one after the
+            other in this process). A seed's weights do not depend on it (same seed, same ops, one process
+            per seed); it divides the wall time of the full profile by up to the number of cores.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -90,6 +95,7 @@ class TinyLMTrainParams(BaseModel):
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     threads: int | None = Field(default=None, ge=1)
+    workers: int = Field(default=1, ge=1, json_schema_extra=EXECUTION_ONLY)
 
 
 def check_widths(spec: TinyLMSpec, fmt: WeightQuant, ranks: tuple[int, ...] = ()) -> None:
@@ -162,22 +168,35 @@ def fit_tinylm(params: TinyLMTrainParams, train: Tensor, seed: int,
     return model, curve
 
 
+def _train_seed(params: TinyLMTrainParams, splits: tuple[Tensor, Tensor, Tensor], seed: int) -> tuple[dict, dict]:
+    """One seed of :func:`train_tinylm` (a process-pool job): its state dict and metrics."""
+    train, val, test = splits
+    with torch_threads(params.threads):
+        t0 = time.perf_counter()
+        model, curve = fit_tinylm(params, train, seed)
+        secs = time.perf_counter() - t0
+        return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+                {"val_bpc": bits_per_char(model, val), "test_bpc": bits_per_char(model, test), "train_s": secs,
+                 "curve_bpc": curve})
+
+
 def train_tinylm(params: TinyLMTrainParams, *, passages: pa.Table) -> dict[str, object]:
     """Stage core: train one tinylm per seed on the ``train`` split; bits/char on ``val`` and ``test``.
 
     Returns ``weights`` (``"<seed>.<HF name>"``) and ``metrics`` (per seed: val/test bits/char, train
     seconds, loss curve in bits; plus the parameter count and the spec).
     """
-    train, val, test = (split_tokens(passages, s) for s in ("train", "val", "test"))
-    per_seed, metrics = {}, {}
-    with torch_threads(params.threads):
-        for seed in params.seeds:
-            t0 = time.perf_counter()
-            model, curve = fit_tinylm(params, train, seed)
-            secs = time.perf_counter() - t0
-            per_seed[seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            metrics[str(seed)] = {"val_bpc": bits_per_char(model, val), "test_bpc": bits_per_char(model, test),
-                                  "train_s": secs, "curve_bpc": curve}
+    splits = tuple(split_tokens(passages, s) for s in ("train", "val", "test"))
+    workers = min(params.workers, len(params.seeds))
+    if workers > 1:
+        # spawn, not fork: a forked child would inherit this process's torch/OpenMP thread state
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_train_seed, [params] * len(params.seeds), [splits] * len(params.seeds),
+                                 params.seeds))
+    else:
+        done = [_train_seed(params, splits, seed) for seed in params.seeds]
+    per_seed = {seed: sd for seed, (sd, _) in zip(params.seeds, done)}
+    metrics = {str(seed): m for seed, (_, m) in zip(params.seeds, done)}
     n_params = sum(v.numel() for v in per_seed[params.seeds[0]].values())
     return {"weights": pack_seeds(per_seed),
             "metrics": {"seeds": metrics, "n_params": n_params, "spec": params.model.model_dump(),
@@ -340,11 +359,14 @@ class TinyLMPaperParams(BaseModel):
 
 
 def tinylm_stages() -> tuple[Stage, Stage]:
-    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with."""
+    """The ``prepare`` (passages) and ``train`` (tinylm seeds) stages every quantization paper starts with.
+
+    Both are shared stages: papers with the same ``data`` and ``train`` sections (the four quantization
+    papers' full profiles) prepare the corpus and train the tinylm seeds once, in ``store/_shared``."""
     return (Stage("prepare", prepare_corpus, params=("data",), outputs={"passages": "passages.parquet"},
-                  schemas={"passages": PASSAGES_SCHEMA}),
+                  schemas={"passages": PASSAGES_SCHEMA}, shared=True),
             Stage("train", train_tinylm, params=("train",), inputs={"passages": "prepare.passages"},
-                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}))
+                  outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}, shared=True))
 
 
 def outlier_note(outliers: pa.Table, rms_ratio: float) -> tuple[int, str]:

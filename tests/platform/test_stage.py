@@ -136,3 +136,56 @@ def test_registry_refuses_duplicate_names(monkeypatch):
     clone = Paper("toy", "other", "", P, TOY.stages)
     with pytest.raises(ValueError, match="already registered"):
         register_paper(clone)
+
+
+SHARED_CALLS = {"make": 0}
+
+
+def counted_make(params):
+    SHARED_CALLS["make"] += 1
+    return make(params)
+
+
+def _sharing_paper(name: str, shared: bool = True) -> Paper:
+    return Paper(name=name, title=name, arxiv="", params_model=P, stages=(
+        Stage("make", counted_make, params=("make",), outputs={"table": "t.parquet"}, schemas={"table": SCHEMA},
+              shared=shared),
+        Stage("double", double, params=("double",), inputs={"table": "make.table"},
+              outputs={"table": "t.parquet", "metrics": "metrics.json"})))
+
+
+def test_shared_stage_is_computed_once_for_every_paper_and_entry_point(tmp_path):
+    a, b = _sharing_paper("share_a"), _sharing_paper("share_b")
+    p = P(make={"n": 7})
+    before = SHARED_CALLS["make"]
+    ra = run_stage(a, a.stages[0], p, {})
+    rb = run_stage(b, b.stages[0], p, {})
+    assert SHARED_CALLS["make"] == before + 1  # computed for a, reused for b
+    assert not ra.reused and rb.reused and (rb.paper, rb.stage) == ("share_b", "make")
+    assert ra.key == rb.key and ra.outputs == rb.outputs
+    assert "_shared" in ra.outputs["table"]["path"]
+    assert store_dir(a, a.stages[0], ra.key) == store_dir(b, b.stages[0], rb.key)
+    # the DVC path (explicit out_dir) copies the stored result instead of recomputing
+    rd = run_stage(b, b.stages[0], p, {}, out_dir=tmp_path / "dvc")
+    assert SHARED_CALLS["make"] == before + 1
+    assert artifacts.read(tmp_path / "dvc" / "t.parquet").column("x").to_pylist() == list(range(7))
+    assert rd.outputs["table"]["sha256"] == ra.outputs["table"]["sha256"]
+    # ... under the same no-silent-overwrite rule
+    with pytest.raises(ArtifactError, match="refusing to overwrite"):
+        run_stage(b, b.stages[0], P(make={"n": 8}), {}, out_dir=tmp_path / "dvc")
+    assert artifacts.read(tmp_path / "dvc" / "t.parquet").num_rows == 7
+    # a different param is another shared result; an unshared stage keeps a per-paper key
+    assert run_stage(a, a.stages[0], P(make={"n": 8}), {}).key != ra.key
+    c = _sharing_paper("share_c", shared=False)
+    assert stage_key(c, c.stages[0], p, {}) != ra.key
+
+
+def test_shared_stage_core_must_not_live_in_a_paper_module():
+    from tasks.papers.pld import __name__ as mod  # noqa: F401 - any paper module
+
+    def core(params):
+        return make(params)
+
+    core.__module__ = "tasks.papers.pld"
+    with pytest.raises(ValueError, match="shared stage's core must live in the shared layers"):
+        Paper("x", "x", "", P, (Stage("make", core, ("make",), outputs={"table": "t.parquet"}, shared=True),))

@@ -104,3 +104,53 @@ def test_capture_quantize_and_swap():
         with torch.no_grad():
             assert torch.allclose(qm(calib), m(calib), atol=5e-3)  # 8-bit: close to fp
         assert isinstance(m.model.layers[0].mlp.down_proj, torch.nn.Linear)  # the input model is untouched
+
+
+def test_quantization_papers_share_one_corpus_and_one_set_of_tinylm_seeds():
+    """``prepare``/``train`` are shared stages: with equal data/train sections (every profile of the four
+    papers) the tinylm seeds are trained once and the other papers reuse them from ``store/_shared``."""
+    from flows.papers import discover, get_paper
+    from tasks.platform.params import load_all
+    from tasks.platform.stage import resolve_inputs, run_stage
+
+    models = {n: p.params_model for n, p in discover().items()}
+    for profile in ("smoke", "full"):  # the sections really are equal in params.yaml
+        params = load_all(models, profile)
+        assert len({params[n].data for n in ("lqer", "spinquant", "resq", "boa")}) == 1, profile
+        assert len({params[n].train for n in ("lqer", "spinquant", "resq", "boa")}) == 1, profile
+    smoke = load_all(models, "smoke")
+    runs = {}
+    for name in ("lqer", "boa"):
+        paper, results = get_paper(name), {}
+        for st in paper.stages[:2]:
+            results[st.name] = run_stage(paper, st, smoke[name], resolve_inputs(st, results))
+        runs[name] = results["train"]
+    assert runs["boa"].reused and runs["boa"].paper == "boa"
+    assert runs["boa"].outputs == runs["lqer"].outputs and "_shared" in runs["boa"].outputs["weights"]["path"]
+
+
+def test_seeds_trained_in_worker_processes_are_identical_and_share_the_key():
+    """``workers`` runs seeds in spawned processes: same weights and bits/char as one process, same cache key."""
+    import pyarrow as pa
+
+    from flows.papers import get_paper
+    from tasks.quant.tinylm import train_tinylm
+
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    rows = [{"split": sp, "text": text[i:i + 17]} for sp, n in (("train", 24), ("val", 4), ("test", 4))
+            for i in range(0, 17 * n, 17)]
+    passages = pa.Table.from_pylist(rows)
+    base = TinyLMTrainParams(model=TinyLMSpec(d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=16),
+                             seeds=(0, 1), steps=4, warmup=1, batch_size=4)
+    one = train_tinylm(base, passages=passages)
+    two = train_tinylm(base.model_copy(update={"workers": 2}), passages=passages)
+    w1, w2 = one["weights"], two["weights"]
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+    for seed in ("0", "1"):
+        assert one["metrics"]["seeds"][seed]["test_bpc"] == two["metrics"]["seeds"][seed]["test_bpc"]
+    train = get_paper("lqer").stage("train")
+    digest = train.params_digest
+    p0 = get_paper("lqer").params_model()
+    p1, p2, p3 = (p0.model_copy(update={"train": t}) for t in (
+        base, base.model_copy(update={"workers": 2}), base.model_copy(update={"steps": 5})))
+    assert digest(p1) == digest(p2) != digest(p3)
