@@ -4,7 +4,8 @@
 A kernel source is compiled with the system C compiler (``$CC``, default ``cc``) and ``FLAGS`` into
 ``$REPROLAB_CACHE`` (default ``~/.cache/reprolab``), keyed by a hash of the source and the flags, so
 an edited source rebuilds and an unchanged one loads from the cache. The build is atomic (temp file +
-rename). ``None`` means no compiler or a failed build; callers then report themselves unavailable.
+rename). ``None`` means no compiler, a failed build or a library that does not load; callers then report
+themselves unavailable.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def cache_dir() -> Path:
 def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
     """Compile ``source`` once per (source, flags) hash into ``<cache>/<stem>_<hash>.so`` and load it.
 
-    Returns None when no compiler is found, the source is missing or the build fails.
+    Returns None when no compiler is found, the source is missing, the build fails or the built library does not
+    load (an unresolved symbol); callers then report themselves unavailable.
     """
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None or not source.exists():
@@ -55,7 +57,10 @@ def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
         except (OSError, subprocess.SubprocessError):
             Path(tmp).unlink(missing_ok=True)
             return None
-    return ctypes.CDLL(str(target))
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError:  # built but not loadable (e.g. gcc 12.2 leaves F16C's _cvtsh_ss undefined on some CPUs): unavailable
+        return None
 
 
 @functools.cache
