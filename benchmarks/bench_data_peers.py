@@ -22,6 +22,16 @@ would reach for. Optional: needs the peer environment (``make peers-env``), neve
     share of target-domain passages picked and target-domain bits/char of a fresh tinylm trained
     on each selection, 5 seeds (the auxiliaries are trained once, as in the paper's stage).
 
+(e) BADGE: our ``badge`` selector vs scikit-activeml's ``Badge`` on the same probabilities and
+    penultimate features (pool 4000: 10 Gaussian clusters in 64-d through a ReLU, 10 classes from
+    a random linear head; batch 100; nothing labelled). Their gradient embeddings are read where
+    their query computes them (a wrapper around ``skactiveml.pool._badge._d_2`` records its first
+    argument): max |ours - theirs| <= 1e-6, and the first pick (the largest-norm embedding) must be
+    the same. Later picks are D² draws from different RNGs, so quality is compared instead: the
+    k-means++ potential of each batch (sum over the pool of the squared distance to the nearest
+    pick, in the embedding space; lower = better covered), mean and 95% CI over seeds per library
+    and the difference of the means. Wall and CPU time per query (median, interleaved).
+
 Profiles: ``full`` = tacred_noise / color_filter full params, 10 noise seeds, 5 DSIR seeds (~5 min
 on 2 shared cores); ``smoke`` = their smoke params, 5 seeds each (~1 min).
 
@@ -53,6 +63,7 @@ import numpy as np  # noqa: E402
 from harness import interleaved, write_json_atomic  # noqa: E402
 
 PEERS = ("scikit-activeml", "baal", "cleanlab", "data-selection")
+BADGE_TOL = 1e-6
 PROFILES = {  # profile -> (k-center repeats, tacred_noise params profile, noise seeds)
     "smoke": (3, "smoke", (0, 1, 2, 3, 4)),
     "full": (7, "full", tuple(range(10))),
@@ -150,6 +161,105 @@ def bench_bald() -> dict:
            "score_range": [float(ours.min()), float(ours.max())]}
     print(f"(b) BALD on {mc.shape[1]} digits x {mc.shape[0]} MC-dropout samples: max |ours - baal| = {diff:.3g} "
           f"(tol {BALD_TOL:g}); same top-100: {same_top}", flush=True)
+    return res
+
+
+# (e) --------------------------------------------------------------------------------------
+def badge_pool(n: int = 4000, d: int = 64, k: int = 10, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (n, k), features (n, d)): clustered ReLU features and a random linear softmax head,
+    scaled so the predictions range from confident to uncertain (as a trained MLP's do)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(k, d))
+    h = np.maximum(centres[rng.integers(0, k, n)] + rng.normal(size=(n, d)), 0.0)
+    logits = h @ rng.normal(scale=0.15, size=(d, k))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), h
+
+
+def kmeanspp_potential(g: np.ndarray, picks: np.ndarray) -> float:
+    """Sum over rows of ``g`` of the squared distance to the nearest row in ``picks`` (difference form)."""
+    d2 = np.full(g.shape[0], np.inf)
+    for j in picks:
+        diff = g - g[j]
+        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
+    return float(d2.sum())
+
+
+def bench_badge(repeats: int, seeds: tuple[int, ...], batch: int = 100) -> dict:
+    import skactiveml.pool._badge as sk_badge
+    from skactiveml.base import SkactivemlClassifier
+    from skactiveml.pool import Badge
+
+    from tasks.data_selection.badge import badge_embeddings, badge_kmeanspp
+    from tasks.evaluation.seeds import mean_ci
+
+    probs, h = badge_pool()
+    n, k = probs.shape
+
+    class Fixed(SkactivemlClassifier):
+        """A classifier that is already trained: X is the pool position, predict_proba returns our
+        probabilities and, with ``return_embeddings=True``, our features (skactiveml's embedding hook)."""
+
+        def fit(self, X, y, sample_weight=None):
+            return self
+
+        def predict_proba(self, X, return_embeddings=False):
+            idx = np.asarray(X, dtype=np.int64)[:, 0]
+            return (probs[idx], h[idx]) if return_embeddings else probs[idx]
+
+    X, y = np.arange(n, dtype=float)[:, None], np.full(n, np.nan)
+    clf = Fixed(classes=np.arange(k))
+
+    def theirs(seed: int) -> np.ndarray:
+        qs = Badge(clf_embedding_flag_name="return_embeddings", random_state=seed)
+        return np.asarray(qs.query(X, y, clf, fit_clf=False, batch_size=batch))
+
+    def ours(seed: int) -> np.ndarray:
+        return badge_kmeanspp(probs, h, np.arange(n), batch, np.random.default_rng(seed))[0]
+
+    # their embeddings, as their query computes them: record _d_2's first argument
+    seen: list[np.ndarray] = []
+    orig = sk_badge._d_2
+
+    def spy(g_x, *a, **kw):
+        if not seen:
+            seen.append(np.array(g_x))
+        return orig(g_x, *a, **kw)
+
+    sk_badge._d_2 = spy
+    try:
+        first_theirs = theirs(0)
+    finally:
+        sk_badge._d_2 = orig
+    g = badge_embeddings(probs, h)
+    emb_diff = float(np.max(np.abs(g - seen[0])))
+    first_ours = ours(0)
+    pot = {"ours": [kmeanspp_potential(g, ours(s)) for s in seeds],
+           "skactiveml": [kmeanspp_potential(g, theirs(s)) for s in seeds]}
+    rand = [kmeanspp_potential(g, np.random.default_rng(s).choice(n, batch, replace=False)) for s in seeds]
+    ci = {name: mean_ci(v) for name, v in {**pot, "random": rand}.items()}
+    diff = mean_ci(np.asarray(pot["ours"]) - np.asarray(pot["skactiveml"]))  # seeds paired by index only
+    fns = {"ours": lambda: ours(0), "skactiveml": lambda: theirs(0)}
+    wall, cpu = interleaved(fns, repeats)
+    t = {key: float(np.median(v)) for key, v in wall.items()}
+    c = {key: float(np.median(v)) for key, v in cpu.items()}
+    scale = float(np.mean(pot["skactiveml"]))
+    res = {"pool": n, "dim": h.shape[1], "classes": k, "batch": batch, "repeats": repeats, "seeds": len(seeds),
+           "embedding_max_abs_diff": emb_diff, "tol": BADGE_TOL, "embedding_ok": emb_diff <= BADGE_TOL,
+           "same_first_pick": bool(first_ours[0] == first_theirs[0]), "first_pick": int(first_ours[0]),
+           "same_picks_seed0": bool(np.array_equal(first_ours, first_theirs)),
+           "potential": {name: {"mean": m, "lo": lo, "hi": hi} for name, (m, lo, hi) in ci.items()},
+           "potential_ours_minus_theirs": {"mean": diff[0], "lo": diff[1], "hi": diff[2],
+                                           "relative": diff[0] / scale},
+           "potential_same_within_ci": bool(diff[1] <= 0.0 <= diff[2]),
+           "ours_s": t["ours"], "skactiveml_s": t["skactiveml"], "speedup": t["skactiveml"] / t["ours"],
+           "ours_cpu_s": c["ours"], "skactiveml_cpu_s": c["skactiveml"], "cpu_speedup": c["skactiveml"] / c["ours"]}
+    print(f"(e) BADGE {n}x{h.shape[1]} ({k} classes), batch {batch}: embeddings max |ours - skactiveml| = "
+          f"{emb_diff:.3g}; same first pick: {res['same_first_pick']}; k-means++ potential ours "
+          f"{ci['ours'][0]:.4g} [{ci['ours'][1]:.4g}, {ci['ours'][2]:.4g}] vs skactiveml {ci['skactiveml'][0]:.4g} "
+          f"[{ci['skactiveml'][1]:.4g}, {ci['skactiveml'][2]:.4g}] (random {ci['random'][0]:.4g}); "
+          f"time ours {t['ours'] * 1e3:.1f} ms, skactiveml {t['skactiveml'] * 1e3:.1f} ms ({res['speedup']:.2f}x; "
+          f"CPU {res['cpu_speedup']:.2f}x)", flush=True)
     return res
 
 
@@ -292,6 +402,10 @@ def flat_metrics(out: dict) -> dict[str, float]:
     m = {f"coreset.l{k}.{f}": c[f] for k, c in out["coreset"]["cases"].items() for f in ("ours_s", "skactiveml_s", "speedup")}
     m.update({f"coreset.l{k}.same_picks": float(c["same_picks"]) for k, c in out["coreset"]["cases"].items()})
     m["bald.max_abs_diff"] = out["bald"]["max_abs_diff"]
+    b = out["badge"]
+    m.update({f"badge.{f}": float(b[f]) for f in ("embedding_max_abs_diff", "same_first_pick", "ours_s", "skactiveml_s",
+                                                   "speedup", "cpu_speedup")})
+    m.update({f"badge.potential.{a}_mean": e["mean"] for a, e in b["potential"].items()})
     m.update({f"noise.{n}.{k}_mean": e[k]["mean"] for n, e in out["noise"]["flaggers"].items() for k in ("precision", "recall")})
     if "arms" in out["dsir"]:
         m.update({f"dsir.{a}.{k}_mean": e[k]["mean"] for a, e in out["dsir"]["arms"].items() for k in ("share_topics", "eval_bpc")})
@@ -320,11 +434,12 @@ def main() -> int:
     dsir_profile = noise_profile
     load_start = os.getloadavg()[0]
     coreset = bench_coreset(kc_repeats)
+    badge = bench_badge(kc_repeats, tuple(range(20 if args.profile == "full" else 10)))
     bald = bench_bald()
     noise = bench_noise(noise_profile, seeds)
     dsir = bench_dsir(seeds[:5], dsir_profile) if vers["data-selection"] != "not installed" else {
         "skipped": "data-selection (DSIR) not installed"}
-    out = {"profile": args.profile, "versions": vers, "coreset": coreset, "bald": bald, "noise": noise, "dsir": dsir,
+    out = {"profile": args.profile, "versions": vers, "coreset": coreset, "bald": bald, "badge": badge, "noise": noise, "dsir": dsir,
            "total_wall_s": time.perf_counter() - T_START, "cpus": os.cpu_count(), "machine": platform.machine(),
            "python": platform.python_version(), "load_avg_1m_at_start": load_start,
            "load_avg_1m_at_end": os.getloadavg()[0]}
@@ -333,7 +448,10 @@ def main() -> int:
     log_mlflow(out, path)
     print(f"wrote {path}; total {out['total_wall_s']:.1f} s")
     failed = ([] if coreset["same_picks"] else [f"core-set picks differ from scikit-activeml's: {coreset['cases']}"]) + \
-        ([] if bald["ok"] else [f"BALD differs from baal's by {bald['max_abs_diff']:.3g} > {BALD_TOL:g}"])
+        ([] if bald["ok"] else [f"BALD differs from baal's by {bald['max_abs_diff']:.3g} > {BALD_TOL:g}"]) + \
+        ([] if badge["embedding_ok"] and badge["same_first_pick"] else
+         [(f"BADGE embeddings differ by {badge['embedding_max_abs_diff']:.3g} (tol {BADGE_TOL:g}) or the first "
+           f"pick differs (same first pick: {badge['same_first_pick']})")])
     for f in failed:
         print(f"PEER CHECK FAILED: {f}", file=sys.stderr)
     return 1 if failed else 0

@@ -23,7 +23,10 @@ fp32 2:4 v = 1 N:M kernel, :mod:`kernels.nm`); peers ``torch_dyn_int8`` (``quant
 per-channel int8 ``Linear``: activations quantized to int8 on the fly, int8 x int8 GEMM) and
 ``torch_int4pack`` (aten ``_weight_int4pack_mm_for_cpu``, the CPU int4 path torchao's int4 CPU layout
 uses, g = 32, asymmetric; bf16 activations and scales, its fast path). Both peers change the
-numerics (activation rounding); ours compute in fp32 on the exact dequantized weight.
+numerics (activation rounding); ours compute in fp32 on the exact dequantized weight, except the
+``a8_*`` variants (``impl="native_a8"``: the ``int8`` / ``int4_g32`` / ``int4_g128`` weights with the
+activations rounded to int8 per row, integer dot products), whose ``max_abs_err_vs_dequantized``
+therefore includes that rounding.
 
 Output: ``benchmarks/results/quant_<device>[_<profile>][_t<threads>].json`` (atomic) and one MLflow
 run in experiment ``bench-kernels``.
@@ -61,7 +64,7 @@ PROFILES = {
     "smoke": {"shapes": [(256, 512)], "batches": [1, 3], "modes": ["cold", "warm"], "repeats": 2},
 }
 VARIANTS = ["int8", "int4_g32", "int4_g128", "int4_g32_asym", "nm24_int4_g32", "nm24v32_int4_g32",
-            "nm24_fp32", "torch_dyn_int8", "torch_int4pack"]
+            "nm24_fp32", "a8_int8", "a8_int4_g32", "a8_int4_g128", "torch_dyn_int8", "torch_int4pack"]
 
 
 def llc_bytes() -> int:
@@ -82,6 +85,9 @@ def build_variant(name: str, w: torch.Tensor):
     multiplies, ``nbytes`` is what a call must read for the weight."""
     if name == "dense":
         return (lambda: w.clone(), lambda obj, x: torch.matmul(x, obj.T), w.numel() * 4)
+    if name.startswith("a8_"):  # native_a8: the same weights, activations rounded to int8 per row
+        inner = build_variant(name[3:], w)
+        return (inner[0], lambda obj, x: quant_matmul(obj, x, impl="native_a8"), inner[2])
     if name.startswith("int") or name.startswith(("nm24_int4", "nm24v32_int4")):
         if name == "int8":
             q = QuantWeight.quantize(w, bits=8)
@@ -221,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated subset of {VARIANTS}")
     parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    parser.add_argument("--modes", default=None, help="comma-separated subset of cold,warm (default: the profile's)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
@@ -244,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = build_variant(vname, w)
             first = spec[0]()
             built[vname] = {"spec": spec, "copies": [first], "ref": reference_of(vname, w, first)}
-        for mode in prof["modes"]:
+        for mode in (args.modes.split(",") if args.modes else prof["modes"]):
             for batch in prof["batches"]:
                 recs = bench_point(out_f, in_f, batch, mode, names, prof["repeats"], gen, built)
                 records.extend(recs)

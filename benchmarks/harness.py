@@ -104,3 +104,35 @@ def finish(payload: dict, out_path: Path, log: Callable[[], None] | None) -> int
     if log is not None:
         log()
     return 0
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children (seed workers, native builds)."""
+    import resource
+
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def time_papers(names: Iterable[str], profile: str) -> dict[str, dict]:
+    """Run each paper's Prefect flow (``profile``) in turn: wall and CPU seconds, per-stage seconds, which
+    stages were cached or reused from the store, the 1-minute load average before and after, the report's
+    verdicts (``claims.json`` next to the published report) and the MLflow parent run."""
+    from flows.papers import get_paper
+    from flows.run import build_flow
+
+    out = {}
+    for name in names:
+        load0, c0, t0 = os.getloadavg()[0], _cpu_seconds(), time.perf_counter()
+        summary = build_flow(get_paper(name))(profile=profile)
+        rec = {"flow_wall_s": time.perf_counter() - t0, "flow_cpu_s": _cpu_seconds() - c0,
+               "load_avg_1m": [load0, os.getloadavg()[0]],
+               "stages_s": {k: v["seconds"] for k, v in summary["stages"].items()},
+               "cached": [k for k, v in summary["stages"].items() if v["cached"]],
+               "reused": [k for k, v in summary["stages"].items() if v["reused"] and not v["cached"]],
+               "mlflow_run_id": summary.get("mlflow_run_id")}
+        claims = Path(summary["report"]).with_name("claims.json") if summary.get("report") else None
+        if claims is not None and claims.is_file():
+            rec["verdicts"] = {c["claim"]: c["verdict"] for c in json.loads(claims.read_text())["claims"]}
+        out[name] = rec
+    return out

@@ -4,8 +4,7 @@
 A kernel source is compiled with the system C compiler (``$CC``, default ``cc``) and ``FLAGS`` into
 ``$REPROLAB_CACHE`` (default ``~/.cache/reprolab``), keyed by a hash of the source and the flags, so
 an edited source rebuilds and an unchanged one loads from the cache. The build is atomic (temp file +
-rename). ``None`` means no compiler, a failed build or a library that does not load; callers then report
-themselves unavailable.
+rename). ``None`` means no compiler or a failed build; callers then report themselves unavailable.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,8 +37,7 @@ def cache_dir() -> Path:
 def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
     """Compile ``source`` once per (source, flags) hash into ``<cache>/<stem>_<hash>.so`` and load it.
 
-    Returns None when no compiler is found, the source is missing, the build fails or the built library does not
-    load (an unresolved symbol); callers then report themselves unavailable.
+    Returns None when no compiler is found, the source is missing or the build fails.
     """
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None or not source.exists():
@@ -59,7 +58,8 @@ def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
             return None
     try:
         return ctypes.CDLL(str(target))
-    except OSError:  # built but not loadable (e.g. gcc 12.2 leaves F16C's _cvtsh_ss undefined on some CPUs): unavailable
+    except OSError as err:  # built but not loadable here (e.g. an intrinsic this CPU's -march lacks)
+        warnings.warn(f"native kernel {target.name} does not load ({err}); using the reference path", stacklevel=2)
         return None
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from kernels.quant import NMQuantWeight, QuantWeight, quant_matmul
+from kernels.quant import NMQuantWeight, QuantWeight, bind_matmul, quant_matmul
 from models.nm_linear import NMLinear
 
 __all__ = ["NMQuantLinear", "QuantLinear", "quantize_model", "weight_nbytes"]
@@ -64,8 +64,37 @@ class _QuantBase(nn.Module):
             self.__dict__["_weight_cache"] = cached
         return cached[1]
 
+    _CACHES = ("_weight_cache", "_bound")
+
+    def _drop_caches(self) -> None:
+        for key in self._CACHES:
+            self.__dict__.pop(key, None)
+
+    def __setattr__(self, name, value):
+        # a replaced buffer or format field invalidates the cached weight and the bound call path
+        # (NOTE: writing ``layer._buffers[...]`` directly bypasses this; use attribute assignment)
+        if name in ("impl", "bits", "group") or name in self.__dict__.get("_buffers", {}):
+            self._drop_caches()
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        self._drop_caches()
+        return super()._apply(fn, recurse)
+
     def forward(self, x: Tensor) -> Tensor:
-        y = quant_matmul(self.weight(), x, impl=self.impl)  # (..., out)
+        bound = self.__dict__.get("_bound")
+        if bound is not None:  # bound once (bind_matmul): only the per-x checks run
+            y = bound(x)  # (..., out)
+        else:
+            w = self.weight()
+            fast_case = (x.dtype is torch.float32 and x.device.type == "cpu" and x.dim() >= 1
+                         and 1 <= x.numel() // max(1, x.shape[-1]) <= 64)
+            call = bind_matmul(w, x, impl=self.impl) if fast_case else None
+            if call is not None:
+                self.__dict__["_bound"] = call
+                y = call(x)
+            else:
+                y = quant_matmul(w, x, impl=self.impl)
         return y if self.bias is None else y + self.bias
 
     def to_dense(self) -> Tensor:
@@ -78,6 +107,7 @@ class _QuantBase(nn.Module):
         return self.weight().nbytes
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._drop_caches()
         for key in ("qmeta", "shape", "nmv"):
             if hasattr(self, key) and f"{prefix}{key}" in state_dict and not torch.equal(
                     state_dict[f"{prefix}{key}"].cpu(), getattr(self, key).cpu()):

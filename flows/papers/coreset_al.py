@@ -8,12 +8,16 @@ any selected subset using the geometry of the datapoints"; the core-set approach
 outperforms existing approaches in image classification experiments by a large margin".
 
 Pipeline, per dataset (digits, mnist1d): prepare -> al (random, entropy, margin, BALD, greedy
-and robust k-center x seeds through one AL loop) -> report (paired AULC differences by
+and robust k-center, BADGE x seeds through one AL loop) and batch (random, entropy, k-center at
+each of ``loop.batch_study.batch_sizes``, same label budget) -> report (paired AULC differences by
 (dataset, seed)). Reproduced if: uncertainty selectors do not beat random (CI of the AULC
 difference not above 0) for at least half of them; Spearman(covering radius, error) at equal
 set size has a CI above 0; AULC(k-center) beats random and the uncertainty baseline (both
-paired CIs above 0). Method: tasks/data_selection/{kcenter,uncertainty,active}.py;
-computation: tasks/papers/coreset_al.py.
+paired CIs above 0); "in batch setting": AULC(k-center) - AULC(baseline) has a CI above 0 at the
+largest batch and grows from the smallest to the largest (difference-of-differences CI above 0).
+Extension (not a claim of the paper): k-center vs BADGE (Ash et al. 2020), a later baseline.
+Method: tasks/data_selection/{kcenter,uncertainty,badge,active}.py; computation:
+tasks/papers/coreset_al.py.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ PAPER = register_paper(
             "uncertainty heuristics are not effective in the batch setting",
             "the covering radius characterises a subset's performance",
             "core-set (k-center) outperforms random and uncertainty sampling",
+            "core-set's advantage over uncertainty sampling holds at large batches and grows with the batch size",
+            "(extension) core-set outperforms BADGE",
         ),
         stages=(
             *(prepare_stage(ds) for ds in ca.DATASETS),
@@ -66,8 +72,13 @@ PAPER = register_paper(
                     outputs={"curves": "curves.parquet", "selections": "selections.parquet", "metrics": "metrics.json"},
                     schemas={"curves": CURVE_SCHEMA, "selections": PICKS_SCHEMA})
               for ds in ca.DATASETS),
+            *(Stage(f"batch_{ds}", ca.run_batch_study, params=("loop",), inputs=split_inputs(ds),
+                    outputs={"curves": "curves.parquet", "selections": "selections.parquet", "metrics": "metrics.json"},
+                    schemas={"curves": ca.BATCH_CURVE_SCHEMA, "selections": ca.BATCH_PICKS_SCHEMA})
+              for ds in ca.DATASETS),
             Stage("report", ca.report, params=("loop", "report"),
-                  inputs={f"curves_{ds}": f"al_{ds}.curves" for ds in ca.DATASETS},
+                  inputs={**{f"curves_{ds}": f"al_{ds}.curves" for ds in ca.DATASETS},
+                          **{f"batch_{ds}": f"batch_{ds}.curves" for ds in ca.DATASETS}},
                   outputs={"report": "report.md", "claims": "claims.json", "summary": "summary.parquet",
                            "metrics": "metrics.json"}),
         ),

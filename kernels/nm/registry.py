@@ -40,6 +40,9 @@ class Impl:
         supports: ``supports(w, x)``, true when this impl handles that input (device, dtype, pattern).
         priority: higher wins in ``"auto"``.
         dtypes: the dtypes it computes in (others raise ``TypeError``).
+        exact: True when it computes the reference's product (up to fp32 summation order). An
+            inexact impl (e.g. one that rounds the activations to int8) runs only when named in
+            ``impl=``; neither ``"auto"`` nor the ``REPROLAB_KERNEL`` switch ever selects it.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Impl:
     supports: Callable[[NMWeight, Tensor], bool]
     priority: int = 0
     dtypes: tuple = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+    exact: bool = True
 
 
 class ImplRegistry:
@@ -113,7 +117,10 @@ class ImplRegistry:
             self.check_switch(forced)
         if forced == "reference":
             return self.get("reference")
-        if impl == "auto" and forced in self._impls:
+        if forced in self._impls and not self._impls[forced].exact:
+            raise ValueError(f"{ENV_VAR}={forced!r} names an inexact {self.family} impl (it rounds "
+                             f"differently from the reference); select it with impl={forced!r} only")
+        if impl == "auto" and forced in self._impls and self._impls[forced].exact:
             impl = forced
         if impl != "auto":
             chosen = self.get(impl)
@@ -121,7 +128,7 @@ class ImplRegistry:
                 raise RuntimeError(f"{self.family} impl {impl!r} is not available in this process")
             return chosen
         for cand in sorted(self._impls.values(), key=lambda c: -c.priority):
-            if cand.available() and cand.supports(w, x):
+            if cand.exact and cand.available() and cand.supports(w, x):
                 return cand
         return self.get("reference")
 

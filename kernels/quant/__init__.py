@@ -5,7 +5,7 @@ Modules: :mod:`~kernels.quant.format` (``QuantWeight``, ``NMQuantWeight``), :mod
 (C kernel), each registered on import. See docs/kernels.md.
 """
 
-from kernels.quant import native, reference  # noqa: F401  (register impls)
+from kernels.quant import native, native_a8, reference  # noqa: F401  (register impls)
 from kernels.quant.format import (
     BITS,
     NMQuantWeight,
@@ -16,12 +16,13 @@ from kernels.quant.format import (
     validate_quant,
 )
 from kernels.quant.reference import quant_matmul_reference
-from kernels.quant.registry import check_impl_name, check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
+from kernels.quant.registry import bind_matmul, check_impl_name, check_inputs, get_impl, impls, quant_matmul, register_impl, select_impl
 
 __all__ = [
     "BITS",
     "NMQuantWeight",
     "QuantWeight",
+    "bind_matmul",
     "check_impl_name",
     "check_inputs",
     "expected_nbytes",

@@ -24,11 +24,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import MAX_BATCH, build_library, has_avx512, kmajor, native_rows, team_size
+from kernels.native_build import (
+    MAX_BATCH,
+    build_library,
+    has_avx512,
+    kmajor,
+    native_rows,
+    team_size,
+)
 from kernels.quant.format import NMQuantWeight, QuantWeight
-from kernels.quant.registry import Impl, check_inputs, register_impl
+from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
-__all__ = ["quant_matmul_native"]
+__all__ = ["bind_native", "quant_matmul_native"]
 
 SOURCE = Path(__file__).with_name("csrc") / "quant_cpu.c"
 
@@ -98,6 +105,31 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
     return y.view(*lead, out_features)
 
 
+def bind_native(w: QuantWeight):
+    """A light call path for a fixed, already validated dense ``w`` (see :func:`kernels.quant.bind`)."""
+    return _bind(w, _library(), "quant_gemm_f32")
+
+
+def _bind(w: QuantWeight, lib, symbol: str):
+    """``call(x2) -> y``: the C kernel on a contiguous fp32 CPU ``(B, in)`` with ``1 <= B <= 64``, the
+    weight's pointers, shape and format bound once. The caller guarantees those conditions."""
+    fn = getattr(lib, symbol)
+    out_features, in_features = w.shape
+    args = (w.codes.data_ptr(), w.scales.data_ptr(), int(w.scales.dtype == torch.float16),
+            None if w.zeros is None else w.zeros.data_ptr())
+    work = out_features * in_features
+
+    def call(x2: Tensor, _keep=w) -> Tensor:  # _keep: the weight's tensors outlive the closure
+        batch = x2.shape[0]
+        y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
+        status = fn(x2.data_ptr(), *args[:2], args[2], args[3], y.data_ptr(), out_features, in_features,
+                    w.bits, w.group, batch, team_size(work * batch))
+        if status:
+            raise RuntimeError(f"native kernel {symbol} failed with status {status}")
+        return y
+    return call
+
+
 NATIVE = register_impl(Impl(
     name="native",
     fn=quant_matmul_native,
@@ -107,3 +139,4 @@ NATIVE = register_impl(Impl(
     priority=15,
     dtypes=(torch.float32,),
 ))
+BINDERS[NATIVE.name] = bind_native

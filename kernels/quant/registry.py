@@ -18,7 +18,7 @@ from torch import Tensor
 from kernels.nm.registry import Impl, ImplRegistry
 from kernels.quant.format import NMQuantWeight, QuantWeight
 
-__all__ = ["check_impl_name", "check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
+__all__ = ["bind_matmul", "check_impl_name", "check_inputs", "get_impl", "impls", "quant_matmul", "register_impl", "select_impl"]
 
 _REGISTRY = ImplRegistry("quant")
 register_impl = _REGISTRY.register
@@ -68,3 +68,43 @@ def quant_matmul(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto") 
     if torch.is_grad_enabled() and x.requires_grad:
         return get_impl("reference").fn(w, x)
     return select_impl(w, x, impl).fn(w, x)
+
+
+#: impl name -> ``bind(w) -> call(x2)``, registered by the native impls (a light per-call path)
+BINDERS: dict = {}
+
+
+def bind_matmul(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto"):
+    """``call(x) -> y`` equal to ``quant_matmul(w, x', impl)`` for later ``x'`` like ``x``, or None.
+
+    For a layer that multiplies the same weight many times by small inputs (a decode step), the
+    checks of :func:`quant_matmul` (weight validation, impl selection, x checks, ctypes argument
+    building: ~200 us of Python per call under load, measured) cost more than the kernel. This runs
+    them once, on ``(w, x)``, and returns a closure that only checks what can change per call
+    (dtype, device, width, row count, grad) and otherwise calls the bound C kernel. It returns None
+    (use :func:`quant_matmul`) when the selected impl has no binder (the reference, N:M weights).
+    The closure falls back to :func:`quant_matmul` for any ``x'`` outside the bound fast case, so its
+    result always equals ``quant_matmul(w, x', impl)``. The weight must not be mutated afterwards
+    (``QuantLinear`` rebinds when a buffer is replaced). ``REPROLAB_KERNEL`` is read at bind time.
+    """
+    check_inputs(w, x)
+    if not isinstance(w, QuantWeight):
+        return None
+    chosen = select_impl(w, x, impl)
+    binder = BINDERS.get(chosen.name)
+    if binder is None:
+        return None
+    kernel = binder(w)
+    in_features = w.shape[1]
+
+    def call(x: Tensor) -> Tensor:
+        if (x.dtype is not torch.float32 or x.device.type != "cpu" or x.dim() < 1
+                or x.shape[-1] != in_features or (x.requires_grad and torch.is_grad_enabled())):
+            return quant_matmul(w, x, impl)
+        x2 = x.reshape(-1, in_features)
+        if not 1 <= x2.shape[0] <= 64:
+            return quant_matmul(w, x, impl)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        return kernel(x2).view(*x.shape[:-1], w.shape[0])
+    return call

@@ -102,3 +102,29 @@ def test_cached_weight_follows_the_buffers():
     ql.codes = torch.zeros(8, 31, dtype=torch.uint8)  # wrong packed width
     with pytest.raises(ValueError, match="codes must be uint8 of shape"):
         ql(x)
+
+
+def test_bound_call_path_matches_and_rebinds():
+    """The light per-call path (bound once per weight) gives quant_matmul's result, and a replaced
+    buffer, a changed impl or ``.to()`` drops the binding."""
+    from kernels.quant import impls, quant_matmul
+
+    torch.manual_seed(0)
+    lin = nn.Linear(96, 40, bias=True)
+    layer = QuantLinear.from_linear(lin, bits=4, group=32)
+    x = torch.randn(3, 96)
+    with torch.no_grad():
+        y0 = layer(x)
+        assert "_bound" in layer.__dict__ or not impls()["native"].available()
+        torch.testing.assert_close(layer(x), quant_matmul(layer.weight(), x) + layer.bias)
+        torch.testing.assert_close(y0, x @ layer.to_dense().T + layer.bias)
+        other = QuantLinear.from_linear(nn.Linear(96, 40), bits=4, group=32)
+        layer.codes = other.codes.clone()  # same shape, new values: must not reuse the old pointers
+        assert "_bound" not in layer.__dict__
+        torch.testing.assert_close(layer(x), x @ layer.to_dense().T + layer.bias)
+        layer.impl = "reference"
+        assert "_bound" not in layer.__dict__
+        torch.testing.assert_close(layer(x), x @ layer.to_dense().T + layer.bias)
+        layer.to(torch.float32)
+        assert "_bound" not in layer.__dict__
+        assert layer(torch.randn(70, 96)).shape == (70, 40)  # > 64 rows: the unbound path

@@ -1,5 +1,6 @@
 """coreset_al end to end on the smoke profile (stage shell, no Prefect) and its bad-input errors."""
 
+import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
@@ -9,17 +10,26 @@ from tasks.data_selection.active import aulc
 from tasks.platform import artifacts
 from tasks.platform.errors import ReprolabError
 from tasks.platform.params import load_all
-from tasks.platform.stage import resolve_inputs, run_stage, stage_key, store_dir
 from tasks.platform.report import VERDICTS
+from tasks.platform.stage import resolve_inputs, run_stage, stage_key, store_dir
 
 
 def test_smoke_pipeline_reports_every_claim(smoke_results):
     r = smoke_results("coreset_al")
     claims = artifacts.read(r["report"].path("claims"))
-    assert len(claims["claims"]) == 4 and all(c["verdict"] in VERDICTS for c in claims["claims"])
+    assert len(claims["claims"]) == 6 and all(c["verdict"] in VERDICTS for c in claims["claims"])
     assert "AULC(k-center) - AULC(random)" in claims["claims"][2]["measured"]
+    assert "at batch 10 minus the same at batch 5" in claims["claims"][4]["measured"]
+    assert "AULC(k-center) - AULC(BADGE)" in claims["claims"][5]["measured"]
     curves = artifacts.read(r["al_digits"].path("curves"))
-    assert set(curves.column("selector").to_pylist()) == {"random", "entropy", "kcenter", "robust_kcenter"}
+    assert set(curves.column("selector").to_pylist()) == {"random", "entropy", "kcenter", "robust_kcenter", "badge"}
+    # the batch study: same label budget at every batch size (10 labels: 2 rounds of 5, 1 round of 10)
+    batch = artifacts.read(r["batch_digits"].path("curves")).to_pylist()
+    assert {(x["batch_size"], x["selector"]) for x in batch} == {(b, s) for b in (5, 10) for s in ("random", "entropy", "kcenter")}
+    for b, sizes in ((5, [10, 15, 20]), (10, [10, 20])):
+        assert sorted({x["n_labelled"] for x in batch if x["batch_size"] == b}) == sizes
+    picks = artifacts.read(r["batch_digits"].path("selections"))
+    assert picks.filter(pc.equal(picks.column("batch_size"), 5)).num_rows == 2 * 3 * 2 * 5  # seeds x selectors x rounds x b
     # every selector of a seed starts from the same initial set and model: equal round-0 accuracy
     rows = curves.to_pylist()
     for seed in (0, 1):
@@ -35,6 +45,10 @@ def test_unknown_selector_and_missing_baseline_are_named():
         CoresetALParams.model_validate({"loop": {"selectors": ["random", "kcenter", "entropy", "coreset_magic"]}})
     with pytest.raises(ValidationError, match="must include"):
         CoresetALParams.model_validate({"loop": {"selectors": ["random", "entropy"]}})
+    with pytest.raises(ValidationError, match=r"batch_sizes \[30\] do not divide the label budget .* = 400"):
+        CoresetALParams.model_validate({"loop": {"batch_study": {"batch_sizes": [10, 30]}}})
+    with pytest.raises(ValidationError, match="batch_sizes must be >= 2 distinct"):
+        CoresetALParams.model_validate({"loop": {"batch_study": {"batch_sizes": [10, 10]}}})
 
 
 def test_budget_larger_than_the_pool_fails_the_stage_with_no_partial_output(smoke_results):

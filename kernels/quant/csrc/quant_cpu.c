@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "nm_common.h"
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__F16C__) /* F16C alone: _cvtsh_ss on AVX2-only CPUs */
 #include <immintrin.h>
 #endif
 
