@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import Tensor
 
-from models.tinylm import TinyLM
+from models.tinylm import TinyLM, TinyLMSpec
 from tasks.quant.fakequant import WeightQuant, quant_act, rtn
 from tasks.quant.tinylm import FakeQuantLinear, linear_layers
 
@@ -71,10 +71,8 @@ def fold_norms(model: TinyLM) -> TinyLM:
     return m
 
 
-def rotate_model(model: TinyLM, r1: Tensor, r2: Tensor | None = None) -> TinyLM:
-    """SpinQuant's R1 (residual stream, d x d) and optional R2 (per head, head_dim x head_dim), merged into
-    the weights of a norm-folded copy. Raises ValueError when the model lacks the expected layers or the
-    rotation sizes do not fit."""
+def check_rotations(model: TinyLM, r1: Tensor, r2: Tensor | None = None) -> None:
+    """ValueError when ``model`` is not a tinylm with every expected layer or the rotation sizes do not fit."""
     if not isinstance(model, TinyLM):
         raise ValueError(f"rotation needs a tinylm (HF Llama layout), got {type(model).__name__}")
     linear_layers(model, model.linear_names())
@@ -84,28 +82,43 @@ def rotate_model(model: TinyLM, r1: Tensor, r2: Tensor | None = None) -> TinyLM:
         raise ValueError(f"R1 must be ({d}, {d}), got {tuple(r1.shape)}")
     if r2 is not None and tuple(r2.shape) != (hd, hd):
         raise ValueError(f"R2 must be ({hd}, {hd}), got {tuple(r2.shape)}")
+
+
+def rotated_weights(folded: TinyLM, r1: Tensor, r2: Tensor | None = None) -> dict[str, Tensor]:
+    """The embedding, ``lm_head`` and decoder-linear weights (HF names) of a norm-folded tinylm with R1 / R2 merged,
+    computed in ``r1``'s dtype and differentiable in ``r1`` / ``r2`` (the learned-rotation loss uses this; so does
+    :func:`rotate_model`). Readers of the stream ``W <- W R1``, writers ``W <- R1^T W``; per head ``v <- R2^T v`` and
+    the ``o_proj`` input ``<- R2``."""
+    dt = r1.dtype
+    h = folded.spec.n_heads
+    blk = None if r2 is None else torch.block_diag(*[r2.to(dt)] * h)
+    out = {"model.embed_tokens.weight": folded.model.embed_tokens.weight.detach().to(dt) @ r1,
+           "lm_head.weight": folded.lm_head.weight.detach().to(dt) @ r1}
+    for i, layer in enumerate(folded.model.layers):
+        a, f = layer.self_attn, layer.mlp
+        pre = f"model.layers.{i}."
+        for name, lin in (("self_attn.q_proj", a.q_proj), ("self_attn.k_proj", a.k_proj), ("self_attn.v_proj", a.v_proj),
+                          ("mlp.gate_proj", f.gate_proj), ("mlp.up_proj", f.up_proj)):
+            out[pre + name + ".weight"] = lin.weight.detach().to(dt) @ r1
+        out[pre + "self_attn.o_proj.weight"] = r1.T @ a.o_proj.weight.detach().to(dt)
+        out[pre + "mlp.down_proj.weight"] = r1.T @ f.down_proj.weight.detach().to(dt)
+        if blk is not None:
+            out[pre + "self_attn.v_proj.weight"] = blk.T @ out[pre + "self_attn.v_proj.weight"]
+            out[pre + "self_attn.o_proj.weight"] = out[pre + "self_attn.o_proj.weight"] @ blk
+    return out
+
+
+def rotate_model(model: TinyLM, r1: Tensor, r2: Tensor | None = None) -> TinyLM:
+    """SpinQuant's R1 (residual stream, d x d) and optional R2 (per head, head_dim x head_dim), merged into
+    the weights of a norm-folded copy (in fp64, :func:`rotated_weights`). Raises ValueError when the model lacks
+    the expected layers or the rotation sizes do not fit."""
+    check_rotations(model, r1, r2)
     m = fold_norms(model)
-    r1 = r1.double()
-
-    def right(w: Tensor, r: Tensor) -> None:  # reads the stream: W <- W R
-        w.copy_((w.double() @ r).to(w.dtype))
-
-    def left(w: Tensor, r: Tensor) -> None:  # writes the stream: W <- R^T W
-        w.copy_((r.T @ w.double()).to(w.dtype))
-
     with torch.no_grad():
-        right(m.model.embed_tokens.weight, r1)
-        right(m.lm_head.weight, r1)
-        for layer in m.model.layers:
-            a, f = layer.self_attn, layer.mlp
-            for lin in (a.q_proj, a.k_proj, a.v_proj, f.gate_proj, f.up_proj):
-                right(lin.weight, r1)
-            left(a.o_proj.weight, r1)
-            left(f.down_proj.weight, r1)
-            if r2 is not None:
-                blk = torch.block_diag(*[r2.double()] * h)  # per head: v <- v R2, o_proj input <- R2^T
-                left(a.v_proj.weight, blk)
-                right(a.o_proj.weight, blk)
+        new = rotated_weights(m, r1.double(), None if r2 is None else r2.double())
+        for name, w in new.items():
+            p = m.get_parameter(name)
+            p.copy_(w.to(p.dtype))
     return m
 
 
@@ -165,8 +178,13 @@ def spinquant_arm(model: TinyLM, kind: str, generator: torch.Generator, fmt: Wei
                   clip: float = 1.0) -> tuple[TinyLM, dict[str, FakeQuantLinear]]:
     """SpinQuant's random-rotation arm: draws R1 (d), R2 (head width) and R4 (d_ff) of ``kind`` in that order
     from ``generator``, merges R1/R2 into a norm-folded copy, returns (rotated model, its W/A fake-quant linears)."""
-    spec = model.spec
-    r1, r2 = draw_rotation(kind, spec.d_model, generator), draw_rotation(kind, spec.d_model // spec.n_heads, generator)
-    r4 = draw_rotation(kind, spec.d_ff, generator)
+    r1, r2, r4 = draw_r124(model.spec, kind, generator)
     rot = rotate_model(model, r1, r2)
     return rot, w4a4_layers(rot, fmt, act_bits, clip, r4)
+
+
+def draw_r124(spec: TinyLMSpec, kind: str, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """R1 (d_model), R2 (head width), R4 (d_ff) of ``kind``, drawn in that order from ``generator`` (so a learned
+    rotation initialised from draw ``i`` starts where the random arm's draw ``i`` is)."""
+    return (draw_rotation(kind, spec.d_model, generator), draw_rotation(kind, spec.d_model // spec.n_heads, generator),
+            draw_rotation(kind, spec.d_ff, generator))

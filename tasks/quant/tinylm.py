@@ -287,24 +287,26 @@ class KVQuant(nn.Module):
     token and head (symmetric, ``bits``), i.e. what a 4-bit KV cache stores.
 
     Assumption: keys are quantized before RoPE (RoPE is a per-pair rotation, so the per-head range barely changes);
-    SpinQuant/ResQ quantize the cached keys after RoPE."""
+    SpinQuant/ResQ quantize the cached keys after RoPE. With ``ste`` the rounding passes gradients straight
+    through (identity backward), for learning rotations through the quantized cache."""
 
-    def __init__(self, inner: nn.Module, bits: int, head_dim: int):
+    def __init__(self, inner: nn.Module, bits: int, head_dim: int, ste: bool = False):
         super().__init__()
-        self.inner, self.bits, self.head_dim = inner, bits, head_dim
+        self.inner, self.bits, self.head_dim, self.ste = inner, bits, head_dim, ste
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.inner(x)
-        return quant_act(y.unflatten(-1, (-1, self.head_dim)), self.bits).flatten(-2)
+        yq = quant_act(y.unflatten(-1, (-1, self.head_dim)), self.bits).flatten(-2)
+        return y + (yq - y).detach() if self.ste else yq
 
 
-def with_kv_quant(model: TinyLM, layers: dict[str, nn.Module], bits: int) -> dict[str, nn.Module]:
+def with_kv_quant(model: TinyLM, layers: dict[str, nn.Module], bits: int, ste: bool = False) -> dict[str, nn.Module]:
     """``layers`` with every ``k_proj`` / ``v_proj`` (the given replacement, else the model's own) wrapped in
-    :class:`KVQuant`."""
+    :class:`KVQuant` (``ste``: straight-through rounding, for training)."""
     mods = dict(model.named_modules())
     hd = model.spec.d_model // model.spec.n_heads
     kv = [n for n in model.linear_names() if n.endswith(("k_proj", "v_proj"))]
-    return {**layers, **{n: KVQuant(layers.get(n, mods[n]), bits, hd) for n in kv}}
+    return {**layers, **{n: KVQuant(layers.get(n, mods[n]), bits, hd, ste) for n in kv}}
 
 
 def swap_linears(model: nn.Module, layers: dict[str, nn.Module]) -> nn.Module:
