@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import write_json_atomic  # noqa: E402
+from harness import time_papers, write_json_atomic  # noqa: E402
 
 PAPERS = ("coreset_al", "tacred_noise", "gio", "color_filter", "weak_selection")
 PROFILES = {  # profile -> (pool sizes, repeats per size, k-center repeats)
@@ -176,17 +176,7 @@ def main() -> int:
     load_start = os.getloadavg()[0]
     kcenter = bench_kcenter(kc_repeats)
     sel = bench_selectors(sizes, repeats)
-    papers = {}
-    if args.papers:
-        from flows.papers import get_paper
-        from flows.run import build_flow
-
-        for name in PAPERS:
-            t1 = time.perf_counter()
-            summary = build_flow(get_paper(name))(profile=args.profile)
-            papers[name] = {"flow_wall_s": time.perf_counter() - t1,
-                            "stages_s": {k: v["seconds"] for k, v in summary["stages"].items()},
-                            "cached": [k for k, v in summary["stages"].items() if v["cached"]]}
+    papers = time_papers(PAPERS, args.profile) if args.papers else {}
     out = {"profile": args.profile, "kcenter": kcenter, "selectors": sel, "papers": papers,
            "total_wall_s": time.perf_counter() - T_START, "cpus": os.cpu_count(), "machine": platform.machine(),
            "load_avg_1m_at_start": load_start, "load_avg_1m_at_end": os.getloadavg()[0]}

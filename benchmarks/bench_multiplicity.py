@@ -24,6 +24,10 @@ from pathlib import Path
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import time_papers  # noqa: E402
+
 PAPERS = ("dropout_rashomon", "predictive_churn", "uncertainty_measures", "oko", "psn_irt")
 SIZES = {  # profile -> (seeds, retrain models, per_rate, epochs, max_samples)
     "smoke": (2, 3, 10, 4, 300),
@@ -90,18 +94,7 @@ def main() -> int:
     t0 = time.perf_counter()
     samplers = bench_samplers(args.profile)
     samplers_s = time.perf_counter() - t0
-    papers = {}
-    if not args.skip_papers:
-        from flows.papers import get_paper
-        from flows.run import build_flow
-
-        for name in args.paper or PAPERS:
-            t1 = time.perf_counter()
-            summary = build_flow(get_paper(name))(profile=args.profile)
-            papers[name] = {"flow_wall_s": time.perf_counter() - t1,
-                            "stages_s": {k: v["seconds"] for k, v in summary["stages"].items()},
-                            "cached": [k for k, v in summary["stages"].items() if v["cached"]],
-                            "mlflow_run_id": summary.get("mlflow_run_id")}
+    papers = {} if args.skip_papers else time_papers(args.paper or PAPERS, args.profile)
     out = {"profile": args.profile, "samplers": samplers, "samplers_wall_s": samplers_s, "papers": papers,
            "total_wall_s": time.perf_counter() - T_START, "cpus": os.cpu_count(), "machine": platform.machine(),
            "load_avg_1m_at_end": os.getloadavg()[0]}
