@@ -43,7 +43,6 @@ the experiment ``reprolab/bench-data``.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import os
 import platform
 import sys
@@ -60,7 +59,7 @@ for _k, _v in {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 
 import numpy as np  # noqa: E402
 
-from harness import interleaved, write_json_atomic  # noqa: E402
+from harness import interleaved, peer_versions, write_json_atomic  # noqa: E402
 
 PEERS = ("scikit-activeml", "baal", "cleanlab", "data-selection")
 BADGE_TOL = 1e-6
@@ -70,16 +69,6 @@ PROFILES = {  # profile -> (k-center repeats, tacred_noise params profile, noise
 }
 BALD_TOL = 1e-6
 GOAL_SPEEDUP = 5.0
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PEERS:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 # (a) --------------------------------------------------------------------------------------
@@ -425,7 +414,7 @@ def main() -> int:
     ap.add_argument("--profile", choices=tuple(PROFILES), default="full")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    vers = versions()
+    vers = peer_versions(PEERS)
     missing = [k for k in ("scikit-activeml", "baal", "cleanlab") if vers[k] == "not installed"]
     if missing:
         print(f"peers not installed: {missing}; run `make peers-env` and use .venv-peers/bin/python", file=sys.stderr)

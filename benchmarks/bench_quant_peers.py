@@ -45,7 +45,6 @@ an MLflow run in experiment ``bench-kernels``. A failed check exits 1 after writ
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import math
 import os
 import sys
@@ -62,7 +61,7 @@ for _k, _v in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM
 warnings.filterwarnings("ignore")
 
 import torch
-from harness import device_name, log_mlflow, write_json_atomic
+from harness import device_name, log_mlflow, peer_versions, write_json_atomic
 
 from models.tinylm import TinyLMSpec
 from tasks.quant.fakequant import WeightQuant, gptq, hessian, rtn, weight_bits
@@ -88,16 +87,6 @@ PROFILES = {
     "full": {"spec": TinyLMSpec(d_model=128, n_heads=4, n_layers=2, d_ff=384), "steps": 200, "batch": 16,
              "calib": 64, "n_test": 300, "group": 32, "hqq_bits": (2, 3, 4), "ranks": (8, 32)},
 }
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PEERS:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 class Clock:
@@ -434,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/quant_peers[_smoke].json)")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
-    missing = [p for p, v in versions().items() if v == "not installed" and p != "nncf"]
+    missing = [p for p, v in peer_versions(PEERS).items() if v == "not installed" and p != "nncf"]
     if missing:
         print(f"peers not installed: {missing}; run `make peers14-env` and use .venv-peers14/bin/python", file=sys.stderr)
         return 2
@@ -451,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = fit_tinylm(params, train, seed=0)
     calib = train[: prof["calib"]]
     out = {"profile": args.profile, "device": device_name(torch.device("cpu")), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "versions": versions(),
+           "threads": torch.get_num_threads(), "versions": peer_versions(PEERS),
            "model": {"spec": prof["spec"].model_dump(), "steps": prof["steps"], "batch": prof["batch"], "seed": 0,
                      "train": c_train.record(), "fp32_test_bpc": bits_per_char(model, test),
                      "calib_passages": prof["calib"], "test_passages": len(test)},

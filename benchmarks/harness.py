@@ -136,3 +136,16 @@ def time_papers(names: Iterable[str], profile: str) -> dict[str, dict]:
             rec["verdicts"] = {c["claim"]: c["verdict"] for c in json.loads(claims.read_text())["claims"]}
         out[name] = rec
     return out
+
+
+def peer_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed version of each peer distribution (``"not installed"`` where it is missing)."""
+    import importlib.metadata as md
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

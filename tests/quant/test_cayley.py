@@ -9,24 +9,14 @@ import pytest
 import torch
 
 from models.charlm import VOCAB
-from models.tinylm import TinyLM, TinyLMSpec
+from tests.quant.models import SPEC, tinylm_with_norms
 from tasks.quant.cayley import cayley_step, learn_rotations, orth_error
 from tasks.quant.fakequant import WeightQuant
 from tasks.quant.rotation import draw_r124, random_orthogonal, rotate_model, w4a4_layers
 from tasks.quant.tinylm import bits_per_char, swap_linears, with_kv_quant
 
-SPEC = TinyLMSpec(d_model=32, n_heads=2, n_layers=2, d_ff=48, max_len=32)
 FMT = WeightQuant(bits=4, group=None, symmetric=True)
 
-
-def _model() -> TinyLM:
-    torch.manual_seed(0)
-    m = TinyLM(SPEC).eval()
-    with torch.no_grad():  # non-trivial norm weights, so folding is exercised
-        for p in m.parameters():
-            if p.dim() == 1:
-                p.uniform_(0.5, 1.5)
-    return m
 
 
 def _tokens(n: int, seed: int = 0) -> torch.Tensor:
@@ -50,7 +40,7 @@ def test_cayley_step_stays_orthogonal_and_descends():
 
 
 def test_learned_rotation_keeps_the_full_precision_logits():
-    m = _model()
+    m = tinylm_with_norms()
     r1, r2, r4 = draw_r124(SPEC, "hadamard", torch.Generator().manual_seed(1))
     calib = _tokens(8)
     l1, l2, curve = learn_rotations(m, calib, r1=r1, r2=r2, r4=r4, fmt=FMT, act_bits=4, kv_bits=4, steps=4, lr=1.5,
@@ -65,7 +55,7 @@ def test_learned_rotation_keeps_the_full_precision_logits():
 @pytest.mark.parametrize("kv", [None, 4])
 def test_training_net_is_the_evaluated_net(kv):
     """At steps = 0 the straight-through loss is the W4A4(KV4) held-out loss of the merged, RTN-quantized model."""
-    m = _model()
+    m = tinylm_with_norms()
     r1, r2, r4 = draw_r124(SPEC, "hadamard", torch.Generator().manual_seed(2))
     calib = _tokens(8)
     l1, _, curve = learn_rotations(m, calib, r1=r1, r2=r2, r4=r4, fmt=FMT, act_bits=4, kv_bits=kv, steps=0)
@@ -77,7 +67,7 @@ def test_training_net_is_the_evaluated_net(kv):
 
 
 def test_bad_inputs_are_named_before_any_work():
-    m = _model()
+    m = tinylm_with_norms()
     r1, r2, r4 = draw_r124(SPEC, "orth", torch.Generator().manual_seed(3))
     kw = dict(r1=r1, r2=r2, r4=r4, fmt=FMT, act_bits=4)
     calib = _tokens(4)

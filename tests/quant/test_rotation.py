@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models.charlm import VOCAB
-from models.tinylm import TinyLM, TinyLMSpec
+from tests.quant.models import tinylm_with_norms
 from tasks.quant.rotation import (
     fold_norms,
     hadamard,
@@ -19,17 +19,7 @@ from tasks.quant.rotation import (
 )
 from tasks.quant.tinylm import FakeQuantLinear, swap_linears
 
-SPEC = TinyLMSpec(d_model=32, n_heads=2, n_layers=2, d_ff=48, max_len=32)
 
-
-def _model() -> TinyLM:
-    torch.manual_seed(0)
-    m = TinyLM(SPEC).eval()
-    with torch.no_grad():  # non-trivial norm weights, so folding is exercised
-        for p in m.parameters():
-            if p.dim() == 1:
-                p.uniform_(0.5, 1.5)
-    return m
 
 
 @pytest.mark.parametrize("n", [4, 16, 48])
@@ -46,7 +36,7 @@ def test_draws_are_orthogonal(n):
 
 
 def test_rotated_full_precision_model_has_the_same_logits():
-    m = _model()
+    m = tinylm_with_norms()
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, VOCAB, (3, 20), generator=g)
     with torch.no_grad():
@@ -63,7 +53,7 @@ def test_rotated_full_precision_model_has_the_same_logits():
 
 
 def test_bad_rotations_are_named():
-    m = _model()
+    m = tinylm_with_norms()
     with pytest.raises(ValueError, match=r"R1 must be \(32, 32\)"):
         rotate_model(m, torch.eye(16))
     with pytest.raises(ValueError, match=r"R2 must be \(16, 16\)"):
