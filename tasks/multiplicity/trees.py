@@ -23,7 +23,8 @@ from tasks.multiplicity.metrics import MultiplicityError
 
 
 def _leaf(y: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
-    """(majority label, misclassified rows) of a leaf capturing the rows in ``mask`` (ties: 0)."""
+    """(majority label, misclassified rows) of a leaf capturing the rows in ``mask`` (ties: 0;
+    a tie or an empty leaf does not change the error count)."""
     pos, n = int(y[mask].sum()), int(mask.sum())
     return int(2 * pos > n), min(pos, n - pos)
 
@@ -37,9 +38,9 @@ def depth2_tree_objectives(x: object, y: object, lam: float) -> tuple[np.ndarray
     Returns:
         objectives (1 + m^3,): the single leaf first, then for each root feature f the m x m
         grid of (true child, false child), each child a leaf or a split on g != f;
-        redundant (1 + m^3,) bool: the tree has a split whose two children are leaves with the
-        same label (it changes no prediction, only adds a leaf). TreeFARMS leaves such trees
-        out of its Rashomon set (checked against treefarms 0.2.4 in
+        redundant (1 + m^3,) bool: the tree has a split into two leaves that misclassifies no
+        fewer rows than one leaf in its place (two leaves of the same label, or a tie). TreeFARMS
+        leaves such trees out of its Rashomon set (checked against treefarms 0.2.4 in
         benchmarks/bench_multiplicity_peers.py), so ``~redundant`` is the space it counts.
     """
     xa, ya = np.asarray(x), np.asarray(y)
@@ -51,19 +52,20 @@ def depth2_tree_objectives(x: object, y: object, lam: float) -> tuple[np.ndarray
         raise MultiplicityError(f"lam must be a finite number >= 0, got {lam}")
     xb, yb = xa.astype(bool), ya.astype(np.int64)
     n, m = xb.shape
-    obj, red = [_leaf(yb, np.ones(n, bool))[1] / n + lam], [False]
+    root_err = _leaf(yb, np.ones(n, bool))[1]
+    obj, red = [root_err / n + lam], [False]
     for f in range(m):
         sides = []
         for side in (xb[:, f], ~xb[:, f]):
-            label, err = _leaf(yb, side)
-            opts = [(err, 1, label, False)]  # (errors, leaves, leaf label or None, redundant)
+            err = _leaf(yb, side)[1]
+            opts = [(err, 1, False)]  # (errors, leaves, redundant)
             for g in range(m):
                 if g != f:
-                    (la, ea), (lb, eb) = _leaf(yb, side & xb[:, g]), _leaf(yb, side & ~xb[:, g])
-                    opts.append((ea + eb, 2, None, la == lb))
+                    e2 = _leaf(yb, side & xb[:, g])[1] + _leaf(yb, side & ~xb[:, g])[1]
+                    opts.append((e2, 2, e2 >= err))
             sides.append(opts)
-        for e1, l1, c1, r1 in sides[0]:
-            for e2, l2, c2, r2 in sides[1]:
+        for e1, l1, r1 in sides[0]:
+            for e2, l2, r2 in sides[1]:
                 obj.append((e1 + e2) / n + lam * (l1 + l2))
-                red.append(r1 or r2 or (l1 == l2 == 1 and c1 == c2))
+                red.append(r1 or r2 or (l1 == l2 == 1 and e1 + e2 >= root_err))
     return np.asarray(obj), np.asarray(red)
