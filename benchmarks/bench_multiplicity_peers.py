@@ -26,6 +26,7 @@ experiment ``reprolab/bench-multiplicity-peers``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -348,36 +349,221 @@ def part_c(seeds: list[int], eps: float, n_points: int, rates: list[float], per_
                      "examples; the epsilon-set is decided on the reference split's mean cross-entropy for both"}
 
 
+# (d) rashomon-py: Rashomon sets of logistic regression on breast cancer -------------------------------
+def _linear_as_mlp(coef: np.ndarray, intercept: float) -> torch.nn.Module:
+    """A fitted binary logistic regression as ``identity Linear -> Linear(d, 2)`` (logits -z/2, +z/2, so
+    softmax = sigmoid(z)). Our Gaussian dropout sampler multiplies each ``nn.Linear`` output by
+    ``1 + p N(0, 1)``: on the identity layer that is multiplicative Gaussian noise on every weight w_j
+    (one draw per candidate), on the head a rescaling of the logit."""
+    d = coef.shape[0]
+    eye = torch.nn.Linear(d, d)
+    head = torch.nn.Linear(d, 2)
+    with torch.no_grad():
+        eye.weight.copy_(torch.eye(d))
+        eye.bias.zero_()
+        w = torch.tensor(coef, dtype=torch.float32)
+        head.weight.copy_(torch.stack([-w / 2, w / 2]))
+        head.bias.copy_(torch.tensor([-intercept / 2, intercept / 2], dtype=torch.float32))
+    return torch.nn.Sequential(eye, head).eval()
+
+
+def part_d(seeds: list[int], eps: float, rates: list[float], per_rate: int, n_samples: int) -> dict:
+    from rashomon import RashomonSet
+    from sklearn.linear_model import LogisticRegression
+    from torch.nn import functional as F
+
+    from tasks.multiplicity import metrics as mm
+    from tasks.multiplicity.sampler import dropout_candidates
+
+    def mult(probs1: np.ndarray, base: np.ndarray) -> dict[str, float]:
+        scores = np.stack([1 - probs1, probs1], -1)  # (k, n, 2)
+        return {"ambiguity": mm.ambiguity(scores, base), "discrepancy": mm.discrepancy(scores, base),
+                "mean_vpr": float(mm.viable_prediction_range(scores, base).mean())}
+
+    rows = []
+    for seed in seeds:
+        x_tr, y_tr, x_ref, y_ref, x_te, _ = (t.numpy() for t in _breast_cancer(seed))
+        lr = LogisticRegression(C=1.0, max_iter=10000, tol=1e-10).fit(x_tr, y_tr)
+        base = lr.predict(x_te).astype(np.int64)
+        base_ref_loss = float(F.cross_entropy(torch.tensor(lr.decision_function(x_ref))[:, None] * torch.tensor([-.5, .5]),
+                                              torch.tensor(y_ref)))
+        # ours: Gaussian multiplicative weight noise; epsilon-set on the reference split's mean log-loss
+        net = _linear_as_mlp(lr.coef_[0], float(lr.intercept_[0]))
+        t_ref = (torch.tensor(x_ref), torch.tensor(y_ref), torch.tensor(x_te))
+        cand = dropout_candidates(net, "dropout_gaussian", rates, per_rate, *t_ref, seed)
+        mask = mm.epsilon_set(cand.ref_loss, base_ref_loss, eps)
+        ours = mult(mm.members(cand.test_probs, mask)[..., 1].astype(np.float64), base)
+        ours_spv = float(cand.seconds.sum()) / int(mask.sum())
+        # the peer: hit-and-run samples of its exact set {theta : L_train(theta) <= L_train(theta_hat) + eps},
+        # L = mean log-loss + the fitted model's L2 term (its native definition: the training objective)
+        t0 = time.perf_counter()
+        rs = RashomonSet.from_sklearn(lr, x_tr, y_tr, epsilon=eps, epsilon_mode="absolute", sampler="hitandrun",
+                                      random_state=seed)
+        theta = rs.sample(n_samples=n_samples)  # (k, 1 + d): intercept first
+        peer_s = time.perf_counter() - t0
+        coef_gap = float(np.abs(rs.coef_ - lr.coef_[0]).max())  # its Newton polish of the same optimum
+        if coef_gap > 5e-3:
+            raise RuntimeError(f"rashomon-py's optimum is {coef_gap:.2e} away from the fitted model's")
+        inside = rs.contains_many(theta)
+        z_te = theta[:, :1] + theta[:, 1:] @ x_te.T  # (k, n)
+        z_ref = theta[:, :1] + theta[:, 1:] @ x_ref.T
+        peer_ref_loss = np.mean(np.logaddexp(0.0, z_ref) - y_ref[None] * z_ref, axis=1)
+        peer = mult(1.0 / (1.0 + np.exp(-z_te[inside])), base)
+        peer_own = rs.ambiguity(x_te)
+        rows.append({
+            "seed": seed, "train_logloss_gap_eps": eps, "peer_optimum_max_coef_gap": coef_gap, "base_ref_loss": base_ref_loss,
+            "ours_candidates": len(cand), "ours_eps_valid": int(mask.sum()), "ours_sec_per_valid": ours_spv,
+            **{f"ours_{k}": v for k, v in ours.items()},
+            "peer_samples": len(theta), "peer_inside_own_set": int(inside.sum()),
+            "peer_sec_per_valid": peer_s / max(1, int(inside.sum())),
+            **{f"peer_{k}": v for k, v in peer.items()},
+            "peer_own_ambiguity_rate": float(peer_own["ambiguity_rate"]),
+            "peer_samples_in_our_ref_eps_set": float(np.mean(peer_ref_loss <= base_ref_loss + eps)),
+        })
+        print(f"[d] seed {seed}: ambiguity ours {ours['ambiguity']:.3f} peer {peer['ambiguity']:.3f}; "
+              f"s/valid ours {ours_spv:.2e} peer {rows[-1]['peer_sec_per_valid']:.2e}", flush=True)
+    from tasks.multiplicity.common import paired
+
+    keys = ("ambiguity", "discrepancy", "mean_vpr", "sec_per_valid")
+    return {
+        "eps": eps, "rates": rates, "per_rate": per_rate, "peer_samples": n_samples, "seeds": seeds, "rows": rows,
+        "summary": {f"{who}_{k}": _ci([r[f"{who}_{k}"] for r in rows]) for who in ("ours", "peer") for k in keys},
+        "ours_minus_peer": {k: paired({r["seed"]: r[f"ours_{k}"] for r in rows}, {r["seed"]: r[f"peer_{k}"] for r in rows})
+                            for k in keys},
+        "setup": "breast cancer 60/20/20 split per seed (as part c), sklearn LogisticRegression(C=1) on the train split; "
+                 "ours: our Gaussian dropout sampler on the model written as identity-Linear -> Linear (multiplicative "
+                 "Gaussian weight noise), epsilon-set = reference-split mean log-loss <= base + eps; peer: rashomon-py "
+                 "RashomonSet.from_sklearn(epsilon_mode='absolute', sampler='hitandrun'), its exact set on the training "
+                 "objective; both sets' multiplicity with tasks.multiplicity.metrics on the test split against the base "
+                 "model's decisions. The two epsilon-sets are defined on different splits (the peer has no held-out "
+                 "definition): peer_samples_in_our_ref_eps_set says how many of its models also pass ours.",
+    }
+
+
+# (e) treefarms: exact Rashomon sets of sparse trees -------------------------------------------------
+@contextlib.contextmanager
+def _quiet_fd1():
+    """Send file descriptor 1 (C and Python stdout) to /dev/null for the block."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
+def part_e(seed: int, n_features: int, lams: list[float], mults: list[float]) -> dict:
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+    from treefarms import TREEFARMS
+
+    from tasks.multiplicity.metrics import rashomon_ratio
+    from tasks.multiplicity.trees import depth2_tree_objectives
+
+    x, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    cols = np.sort(rng.choice(x.shape[1], n_features, replace=False))
+    xb = (x[:, cols] > np.median(x[:, cols], axis=0)).astype(int)  # binarized at each feature's median
+    frame = pd.DataFrame(xb, columns=[f"f{c}" for c in cols])
+    rows = []
+    for lam in lams:
+        t0 = time.perf_counter()
+        obj, red = depth2_tree_objectives(xb, y, lam)
+        ours_s = time.perf_counter() - t0
+        for mult in mults:
+            eps = obj.min() * mult  # TreeFARMS' bound: objective <= (1 + multiplier) x the best objective
+            inside = obj <= obj.min() + eps + 1e-12
+            tf = TREEFARMS({"regularization": lam, "rashomon_bound_multiplier": mult, "depth_budget": 3,
+                            "verbose": False})
+            t0 = time.perf_counter()
+            with _quiet_fd1():  # its extension and wrapper print every tree
+                tf.fit(frame, pd.Series(y, name="y"))
+            peer_s = time.perf_counter() - t0
+            count = int(tf.get_tree_count())
+            rows.append({"lam": lam, "multiplier": mult, "eps": float(eps), "space_size": int(obj.size),
+                         "non_redundant_space_size": int((~red).sum()),
+                         "ours_set_size_non_redundant": int((inside & ~red).sum()), "treefarms_set_size": count,
+                         "ours_set_size_all": int(inside.sum()),
+                         "ours_rashomon_ratio_all": rashomon_ratio(obj, eps),
+                         "ours_rashomon_ratio_non_redundant": rashomon_ratio(obj[~red], eps, best_loss=obj.min()),
+                         "treefarms_rashomon_ratio_non_redundant": count / int((~red).sum()),
+                         "ours_seconds": ours_s, "treefarms_seconds": peer_s})
+            print(f"[e] lam {lam} mult {mult}: |R| ours {rows[-1]['ours_set_size_non_redundant']} "
+                  f"treefarms {count}", flush=True)
+    return {"dataset": f"breast cancer, {n_features} features (columns {cols.tolist()}) binarized at the median",
+            "depth": 2, "rows": rows,
+            "set_sizes_equal": all(r["ours_set_size_non_redundant"] == r["treefarms_set_size"] for r in rows),
+            "notes": "Our enumeration of every depth <= 2 tree (tasks/multiplicity/trees.py) against TreeFARMS "
+                     "(depth_budget 3 = depth 2). TreeFARMS counts trees as structures and leaves out trees with a "
+                     "split into two leaves that misclassifies no fewer rows than one leaf; with that rule the set "
+                     "sizes coincide except where rows say otherwise (set_sizes_equal). The Rashomon "
+                     "ratio over all 1 + m^3 structures (ours_rashomon_ratio_all) also counts those redundant trees."}
+
+
 # main ---------------------------------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2 seeds and smaller problems (a try-out, not the record)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/multiplicity_peers.json"))
+    ap.add_argument("--parts", default="abcde",
+                    help="subset of the parts a-e to run; the other parts' results are kept from an existing --out")
     args = ap.parse_args()
+    parts = set(args.parts)
+    if not parts or parts - set("abcde"):
+        ap.error(f"--parts must be letters from abcde, got {args.parts!r}")
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
-    t0 = time.perf_counter()
-    a = part_a(0)
-    a["seconds"] = time.perf_counter() - t0
-    bad = failures_a(a)
-    print("[a] " + ", ".join(f"{k} {v.get('abs_diff', v.get('max_abs_diff_per_sample')):.2e}"
-                             for k, v in a["equal"].items()), flush=True)
-    t0 = time.perf_counter()
-    b = part_b(seeds[:2] if args.quick else seeds[:3], 200, 60 if args.quick else 150, 300 if args.quick else 500)
-    b["seconds"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # the peer's greedy search costs ~20 ms a step on 2 busy cores (each step re-scores the reference split),
-    # so it sees 10 test points per seed
-    c = part_c(seeds, eps=0.02, n_points=5 if args.quick else 10, rates=[0.05, 0.1, 0.2, 0.3, 0.5],
-               per_rate=40 if args.quick else 100, peer_steps=50 if args.quick else 100, peer_lr=2e-3)
-    c["seconds"] = time.perf_counter() - t0
+    path = Path(args.out)
+    out: dict = {}
+    if parts != set("abcde"):
+        if not path.exists():
+            ap.error(f"--parts {args.parts} keeps the other parts from {path}, which does not exist")
+        import json
+
+        out = json.loads(path.read_text())
+    bad = list(out.get("equality_failures", []))
+    if "a" in parts:
+        t0 = time.perf_counter()
+        a = part_a(0)
+        a["seconds"] = time.perf_counter() - t0
+        bad = failures_a(a)
+        print("[a] " + ", ".join(f"{k} {v.get('abs_diff', v.get('max_abs_diff_per_sample')):.2e}"
+                                 for k, v in a["equal"].items()), flush=True)
+        out.update(calibration_uncertainty=a, equality_failures=bad)
+    if "b" in parts:
+        t0 = time.perf_counter()
+        b = part_b(seeds[:2] if args.quick else seeds[:3], 200, 60 if args.quick else 150, 300 if args.quick else 500)
+        b["seconds"] = time.perf_counter() - t0
+        out["irt"] = b
+    if "c" in parts:
+        t0 = time.perf_counter()
+        # the peer's greedy search costs ~20 ms a step on 2 busy cores (each step re-scores the reference split),
+        # so it sees 10 test points per seed
+        c = part_c(seeds, eps=0.02, n_points=5 if args.quick else 10, rates=[0.05, 0.1, 0.2, 0.3, 0.5],
+                   per_rate=40 if args.quick else 100, peer_steps=50 if args.quick else 100, peer_lr=2e-3)
+        c["seconds"] = time.perf_counter() - t0
+        out["vpr_breast_cancer"] = c
+    if "d" in parts:
+        t0 = time.perf_counter()
+        d = part_d(seeds, eps=0.02, rates=[0.05, 0.1, 0.2, 0.3, 0.5], per_rate=40 if args.quick else 200,
+                   n_samples=200 if args.quick else 1000)
+        d["seconds"] = time.perf_counter() - t0
+        out["rashomon_py_logreg"] = d
+    if "e" in parts:
+        t0 = time.perf_counter()
+        e = part_e(0, 6 if args.quick else 10, [0.01, 0.02, 0.05], [0.05, 0.1, 0.2, 0.5])
+        e["seconds"] = time.perf_counter() - t0
+        out["treefarms_ratio"] = e
     from importlib.metadata import version
 
-    out = {"calibration_uncertainty": a, "equality_failures": bad, "irt": b, "vpr_breast_cancer": c,
-           "quick": args.quick, "peers": {p: version(p) for p in ("netcal", "torch-uncertainty", "girth", "py-irt",
-                                                                    "multiplicity", "torch")},
-           "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
-           "load_avg_1m_at_end": os.getloadavg()[0], "total_wall_s": time.perf_counter() - T_START}
-    path = Path(args.out)
+    out.update(quick=args.quick, peers={p: version(p) for p in ("netcal", "torch-uncertainty", "girth", "py-irt",
+                                                                  "multiplicity", "rashomon-py", "treefarms", "torch")},
+               threads=torch.get_num_threads(), cpus=os.cpu_count(), machine=platform.machine(),
+               load_avg_1m_at_end=os.getloadavg()[0], total_wall_s=time.perf_counter() - T_START,
+               last_parts=sorted(parts))
     write_json_atomic(path, out)
     print(f"wrote {path} in {out['total_wall_s']:.0f} s")
     _log_mlflow(out, path)
@@ -405,6 +591,10 @@ def _log_mlflow(out: dict, path: Path) -> None:
             mlflow.log_metric(f"b.{name}.spearman_difficulty", s["spearman_difficulty"]["mean"])
         for k in ("ours_mean_vpr", "peer_mean_vpr"):
             mlflow.log_metric(f"c.{k}", out["vpr_breast_cancer"][k]["mean"])
+        for k, v in out.get("rashomon_py_logreg", {}).get("summary", {}).items():
+            mlflow.log_metric(f"d.{k}", v["mean"])
+        if "treefarms_ratio" in out:
+            mlflow.log_metric("e.set_sizes_equal", float(out["treefarms_ratio"]["set_sizes_equal"]))
         mlflow.log_metric("equality_failures", len(out["equality_failures"]))
         mlflow.log_metric("total_wall_s", out["total_wall_s"])
         mlflow.log_artifact(str(path))

@@ -10,4 +10,4 @@ if [ -d /opt/wheels ]; then FIND_LINKS=(--find-links /opt/wheels); fi
 [ -x "$VENV/bin/python" ] || "$UV" venv -q --python 3.11 "$VENV"
 "$UV" pip install -q --python "$VENV/bin/python" "${FIND_LINKS[@]}" -r requirements.lock
 "$UV" pip install -q --python "$VENV/bin/python" --no-deps -r benchmarks/peers16-requirements.txt
-"$VENV/bin/python" -c "import netcal, girth, py_irt.training, multiplicity, torch; print('peers16 env ok, torch', torch.__version__)"
+"$VENV/bin/python" -c "import netcal, girth, py_irt.training, multiplicity, rashomon, treefarms, torch; print('peers16 env ok, torch', torch.__version__)"

@@ -9,7 +9,7 @@ $(PEERS16_VENV)/.installed: requirements.lock benchmarks/peers16-requirements.tx
 	bash benchmarks/peers16_env.sh $(PEERS16_VENV)
 	@touch $@
 
-peers16-env: $(PEERS16_VENV)/.installed  ## separate venv .venv-peers16: the lock (girth included) + netcal, torch-uncertainty, py-irt, multiplicity (pinned)
+peers16-env: $(PEERS16_VENV)/.installed  ## separate venv .venv-peers16: the lock (girth included) + netcal, torch-uncertainty, py-irt, multiplicity, rashomon-py, treefarms (pinned)
 
 bench-multiplicity-peers: peers16-env  ## our calibration/uncertainty/IRT/VPR values vs the peers'; JSON in benchmarks/results/ + MLflow
 	$(PEERS16_PY) benchmarks/bench_multiplicity_peers.py

@@ -133,17 +133,24 @@ class PSNIRT(nn.Module):
 
     def params(self) -> tuple[torch.Tensor, ...]:
         theta = self.ability(self.model_emb.weight)[:, 0]
-        raw = self.raw_items()
+        return (theta, *self.item_params(self.raw_items()))
+
+    def item_params(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(a, b, c, d) from the item branch's raw (I, 4) outputs."""
         a = F.softplus(raw[:, 0])
         b = raw[:, 1]
         c = self.c_max * torch.sigmoid(raw[:, 2])
         d = c + (1 - c) * torch.sigmoid(raw[:, 3])
-        return theta, a, b, c, d
+        return a, b, c, d
+
+    @staticmethod
+    def link(theta: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """(M, I) 4PL probability of a correct response."""
+        return c[None] + (d - c)[None] * torch.sigmoid(a[None] * (theta[:, None] - b[None]))
 
     def forward(self) -> torch.Tensor:
         """(M, I) probability of a correct response."""
-        theta, a, b, c, d = self.params()
-        return c[None] + (d - c)[None] * torch.sigmoid(a[None] * (theta[:, None] - b[None]))
+        return self.link(*self.params())
 
 
 def fit_psn_irt(responses: object, p: PSNParams, seed: int, mask: object | None = None) -> FourPL:
@@ -161,11 +168,14 @@ def fit_psn_irt(responses: object, p: PSNParams, seed: int, mask: object | None 
     wt = wt / n_obs  # masked mean as a weighted sum (no boolean indexing in the loop)
     opt = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     for _ in range(p.epochs):
-        prob = net().clamp(1e-6, 1 - 1e-6)
-        nll = (F.binary_cross_entropy(prob, yt, reduction="none") * wt).sum()
+        # one pass through each branch per step (the item branch's raw outputs feed both the link and
+        # the prior, the ability branch's theta both the link and its prior)
+        theta = net.ability(net.model_emb.weight)[:, 0]
+        raw = net.raw_items()
+        prob = net.link(theta, *net.item_params(raw)).clamp(1e-6, 1 - 1e-6)
+        nll = F.binary_cross_entropy(prob, yt, weight=wt, reduction="sum")
         # MAP: Gaussian priors on the raw item outputs and on theta, per observed cell
-        prior = ((net.raw_items() - start) ** 2).sum() / (2 * p.prior_sd**2)
-        prior = prior + (net.params()[0] ** 2).sum() / 2
+        prior = ((raw - start) ** 2).sum() / (2 * p.prior_sd**2) + (theta**2).sum() / 2
         loss = nll + prior / n_obs
         opt.zero_grad()
         loss.backward()
