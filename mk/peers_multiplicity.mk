@@ -5,8 +5,9 @@
 PEERS16_VENV := .venv-peers16
 PEERS16_PY   := $(PEERS16_VENV)/bin/python
 
-$(PEERS16_VENV)/.installed: requirements.lock benchmarks/peers16-requirements.txt | install
-	bash benchmarks/peers16_env.sh $(PEERS16_VENV)
+$(PEERS16_VENV)/.installed: requirements.lock benchmarks/peers16-requirements.txt benchmarks/peers_env.sh | install
+	bash benchmarks/peers_env.sh $(PEERS16_VENV) benchmarks/peers16-requirements.txt \
+		'netcal, girth, py_irt.training, multiplicity, rashomon, treefarms'
 	@touch $@
 
 peers16-env: $(PEERS16_VENV)/.installed  ## separate venv .venv-peers16: the lock (girth included) + netcal, torch-uncertainty, py-irt, multiplicity, rashomon-py, treefarms (pinned)

@@ -6,8 +6,9 @@ QUANT_PEERS_PROFILE ?= full
 PEERS14_VENV := .venv-peers14
 PEERS14_PY   := $(PEERS14_VENV)/bin/python
 
-$(PEERS14_VENV)/.installed: requirements.lock benchmarks/peers14-requirements.txt benchmarks/peers14_env.sh | install
-	bash benchmarks/peers14_env.sh $(PEERS14_VENV)
+$(PEERS14_VENV)/.installed: requirements.lock benchmarks/peers14-requirements.txt benchmarks/peers_env.sh | install
+	bash benchmarks/peers_env.sh $(PEERS14_VENV) benchmarks/peers14-requirements.txt \
+		'brevitas.graph.gptq, optimum.quanto, torchao, hqq.core.quantize, nncf'
 	@touch $@
 
 peers14-env: $(PEERS14_VENV)/.installed  ## separate venv .venv-peers14: the lock + brevitas, torchao, optimum-quanto, hqq, nncf (pinned, --no-deps)
