@@ -113,7 +113,7 @@ def _dataset_stages(ds: str) -> list[Stage]:
         Stage(f"distill_{ds}", nmr.distill_pruned, params=("distill", "finetune", "train"),
               inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
                       "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val", "test": f"prepare_{ds}.test"},
-              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json", "predictions": "predictions.parquet"}),
         # issue #8: membership leakage + calibration of dense, pruned, fine-tuned and distilled models
         Stage(f"audit_{ds}", nmr.audit, params=("audit", "train"),
               inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
@@ -140,7 +140,7 @@ def _tuning_stages(ds: str) -> list[Stage]:
         Stage(f"distill_{ds}_tuned", nmr.distill_pruned_tuned, params=("distill", "finetune", "train"),
               inputs={"tuned": f"tune_{ds}.tuned", "dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
                       "train": f"prepare_{ds}.train", "val": f"prepare_{ds}.val", "test": f"prepare_{ds}.test"},
-              outputs={"weights": "weights.safetensors", "metrics": "metrics.json"}),
+              outputs={"weights": "weights.safetensors", "metrics": "metrics.json", "predictions": "predictions.parquet"}),
         Stage(f"evaluate_{ds}_tuned", nm.evaluate, params=("train",),
               inputs={"dense": f"train_{ds}.weights", "pruned": f"prune_{ds}.weights",
                       "finetuned": f"finetune_{ds}_tuned.weights", "compressed": f"prune_{ds}.compressed",
@@ -172,6 +172,7 @@ def _report_inputs(suffix: str) -> dict[str, str]:
     serving is of the paper's fine-tuned models in both."""
     return {**{f"results_{ds}": f"evaluate_{ds}{suffix}.results" for ds in DATASETS},
             **{f"predictions_{ds}": f"evaluate_{ds}{suffix}.predictions" for ds in DATASETS},
+            **{f"distilled_predictions_{ds}": f"distill_{ds}{suffix}.predictions" for ds in DATASETS},
             **{f"serving_{ds}": f"serve_{ds}.results" for ds in DATASETS},
             **{f"audit_{ds}": f"audit_{ds}{suffix}.results" for ds in DATASETS}}
 

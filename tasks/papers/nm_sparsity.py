@@ -62,6 +62,7 @@ from tasks.train import (
     OptimParams,
     TrainParams,
     accuracy_and_loss,
+    evaluate_classifier,
     load_model,
     num_classes,
     pack_groups,
@@ -178,9 +179,10 @@ def distill_pruned(
         train, val, test: split tables (test only for the logged metrics).
 
     Returns:
-        ``weights`` (``tasks.train.pack_groups`` layout, selected variants only) and
+        ``weights`` (``tasks.train.pack_groups`` layout, selected variants only),
         ``metrics`` (per variant: mean test accuracy, masked fraction, masks held; per seed
-        details under ``seeds``).
+        details under ``seeds``) and ``predictions`` (item level on ``test``, model
+        ``distilled/<variant>``, as ``evaluate``'s: the report's seed-multiplicity rows).
     """
 
     dp: NMDistillParams = params["distill"]
@@ -190,6 +192,8 @@ def distill_pruned(
     variants = pick_variants(list(unpack_groups(pruned)), dp.patterns, dp.vectors, "distill")
     out: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
     metrics: dict[str, Any] = {}
+    preds: list[pa.Table] = []
+    n_classes = num_classes(train, test)
     for var in variants:
         kd_p = DistillParams(
             **optim.model_dump(), teacher=train_p.model, student=train_p.model, seeds=train_p.seeds,
@@ -198,6 +202,10 @@ def distill_pruned(
         )
         res = distill(kd_p, train=train, val=val, teacher_weights=dense, student_weights=pruned, test=test)
         out[var] = unpack_seeds(res["weights"])
+        for seed, sd in out[var].items():
+            name = f"distilled/{var}"
+            preds.append(evaluate_classifier(load_model(train_p.model, sd, num_features(test), n_classes, name),
+                                             test, name, seed)[1])
         seeds = res["metrics"]["seeds"]
         metrics[var] = {
             "test_acc_mean": res["metrics"]["test_acc_mean"],
@@ -206,7 +214,8 @@ def distill_pruned(
             "seeds": {s: {"test_acc": m["test"]["acc"], "val_acc": m["val"]["acc"], "epochs": len(m["history"])}
                       for s, m in seeds.items()},
         }
-    return {"weights": pack_groups(out), "metrics": {"loss": dp.loss, "variants": metrics}}
+    return {"weights": pack_groups(out), "metrics": {"loss": dp.loss, "variants": metrics},
+            "predictions": pa.concat_tables(preds)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,16 +622,25 @@ def seed_statistics(
     }
 
 
-def seed_multiplicity_table(predictions: dict[str, pa.Table], summary: pa.Table) -> pa.Table | None:
-    """Per dataset and model (dense, pruned, fine-tuned), how much its test decisions move
-    between training seeds, next to its accuracy below the dense model's.
+def seed_multiplicity_table(predictions: dict[str, pa.Table], summary: pa.Table,
+                            distilled: Mapping[str, pa.Table] | None = None) -> pa.Table | None:
+    """Per dataset and model (dense, pruned, fine-tuned, and KD-recovered from ``distilled``: item-level
+    predictions of ``distill_<dataset>``), how much its test decisions move between training seeds,
+    next to its accuracy below the dense model's.
 
     Columns: ``dataset``, ``model``, ``seeds``, ``acc_below_dense`` (mean dense accuracy minus
     the model's, a fraction) and :data:`tasks.multiplicity.metrics.SEED_METRICS` (shares of test
     items). A pruning gap smaller than the dense model's seed-to-seed ``churn`` is within the
     decisions that retraining with another seed changes anyway. ``None`` with a single seed.
+    A distilled model's accuracy is the mean of its item-level ``correct`` (the same test items).
     """
     acc = {(r["dataset"], r["model"]): r["acc_mean"] for r in summary.to_pylist()}
+    for ds, preds in (distilled or {}).items():
+        names = np.asarray(preds.column("model").to_pylist())
+        correct = np.asarray(preds.column("correct").to_pylist(), dtype=float)
+        for model in dict.fromkeys(names.tolist()):
+            acc[(ds, model)] = float(correct[names == model].mean())
+        predictions = {**predictions, ds: pa.concat_tables([predictions[ds], preds])}
     rows = []
     for ds, preds in predictions.items():
         for model in dict.fromkeys(preds.column("model").to_pylist()):
@@ -660,8 +678,9 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         params: ``{"report": ReportParams, "prune": PruneParams}`` (+ ``"audit"``:
             ``nm_recovery.NMAuditParams`` when audit tables are given).
         **inputs: per dataset, ``results_<dataset>`` (``RESULTS_SCHEMA``), ``predictions_<dataset>``
-            (item level), optionally ``serving_<dataset>`` (``nm_serving.SERVE_SCHEMA``) and
-            ``audit_<dataset>`` (``nm_recovery.AUDIT_SCHEMA``).
+            (item level), optionally ``serving_<dataset>`` (``nm_serving.SERVE_SCHEMA``),
+            ``audit_<dataset>`` (``nm_recovery.AUDIT_SCHEMA``) and ``distilled_predictions_<dataset>``
+            (item level, the KD-recovered models: their rows in the seed-multiplicity table).
 
     Returns:
         ``report`` (markdown), ``summary`` (``SUMMARY_SCHEMA``), ``plot`` (PNG figure),
@@ -672,6 +691,8 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
     prune_p: PruneParams = params["prune"]
     results = {k.removeprefix("results_"): v for k, v in inputs.items() if k.startswith("results_")}
     predictions = {k.removeprefix("predictions_"): v for k, v in inputs.items() if k.startswith("predictions_")}
+    distilled = {k.removeprefix("distilled_predictions_"): v for k, v in inputs.items()
+                 if k.startswith("distilled_predictions_")}
     serving = {k.removeprefix("serving_"): v for k, v in inputs.items() if k.startswith("serving_")}
     audits = {k.removeprefix("audit_"): v for k, v in inputs.items() if k.startswith("audit_")}
     recovery = None
@@ -761,7 +782,7 @@ def report(params: dict[str, BaseModel], **inputs: pa.Table) -> dict[str, object
         ["dataset", "model", "sparsity", "seeds", "acc_mean", "acc_lo", "acc_hi", "params_nonzero", "weight_bytes"]
     )
     seeds = sorted(set(all_rows["seed"]))
-    mult = seed_multiplicity_table(predictions, summary)
+    mult = seed_multiplicity_table(predictions, summary, distilled)
     rep = Report(
         title="NM-SpMM: general N:M sparse matrix multiplication (accuracy side and format)",
         paper="nm_sparsity",

@@ -52,6 +52,26 @@ def test_distilled_student_keeps_the_nm_masks(pipeline):
             assert not torch.equal(sd["head.weight"], pruned[var][seed]["head.weight"])
 
 
+def test_distilled_predictions_are_item_level_and_match_the_stage_accuracy(pipeline):
+    kd, test = pipeline["kd"], pipeline["data"]["test"]
+    preds = kd["predictions"]
+    assert set(preds.column("model").to_pylist()) == {"distilled/1:8_v1", "distilled/2:4_v1"}
+    assert preds.num_rows == 2 * 2 * test.num_rows  # variants x seeds x test items
+    for var, m in kd["metrics"]["variants"].items():
+        for seed, per in m["seeds"].items():
+            rows = [r for r in preds.to_pylist() if r["model"] == f"distilled/{var}" and r["seed"] == int(seed)]
+            assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(per["test_acc"])
+    # the report's seed-multiplicity table gains the KD-recovered rows, accuracy from the items
+    summary = pa.table({"dataset": ["digits"], "model": ["dense"], "acc_mean": [1.0]})
+    dense_preds = preds.filter(pa.compute.equal(preds["model"], "distilled/2:4_v1"))
+    dense_preds = dense_preds.set_column(0, "model", pa.array(["dense"] * dense_preds.num_rows))
+    got = {r["model"]: r for r in nmr.seed_multiplicity_table({"digits": dense_preds}, summary,
+                                                               {"digits": preds}).to_pylist()}
+    assert set(got) == {"dense", "distilled/1:8_v1", "distilled/2:4_v1"}
+    assert got["distilled/2:4_v1"]["churn"] == got["dense"]["churn"]  # the same decisions
+    assert got["distilled/2:4_v1"]["acc_below_dense"] == pytest.approx(1.0 - kd["metrics"]["variants"]["2:4_v1"]["test_acc_mean"])
+
+
 def test_ce_recovery_equals_finetuning_bit_for_bit(pipeline):
     """With loss 'ce' the KD stage *is* fine-tuning (same budget, mask and data order)."""
     p = pipeline
