@@ -336,9 +336,9 @@ def brevitas_svdquant(w: torch.Tensor, fmt: WeightQuant, rank: int) -> torch.Ten
 
 
 def bench_lowrank(model, calib: torch.Tensor, test: torch.Tensor, group: int, bits: int, ranks: tuple[int, ...]) -> dict:
-    """Our LQER / L2QER (:mod:`tasks.papers.lqer`: SVD of the (activation-scaled) quantization error, 8-bit
+    """Our LQER / L2QER (:mod:`tasks.quant.lqer`: SVD of the (activation-scaled) quantization error, 8-bit
     factors) vs brevitas' SVD residual at the same rank and weight format, weight-only."""
-    from tasks.papers.lqer import activation_scale, lqer_factors, quant_factors
+    from tasks.quant.lqer import activation_scale, lqer_factors, quant_factors
 
     names = model.linear_names()
     mods = linear_layers(model, names)

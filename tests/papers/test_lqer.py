@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from tasks.papers.lqer import LQERParams, LQERReportParams, activation_scale, lqer_factors, quant_factors, report_lqer, top_share
+from tasks.papers.lqer import LQERParams, LQERReportParams, report_lqer
+from tasks.quant.lqer import activation_scale, lqer_factors, quant_factors, top_share
 
 
 @pytest.mark.parametrize("scaled", [False, True])
