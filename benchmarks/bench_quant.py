@@ -12,7 +12,10 @@ Cache modes:
 
 * ``cold``: each variant rotates through enough copies of its weight that the copies together exceed
   ``COLD_FACTOR`` x the last-level cache (read from sysfs), so no call finds its weight in the LLC.
-  This is the memory-bound case the byte limits describe; the issue's targets refer to it.
+  This is the memory-bound case the byte limits describe; the issue's targets refer to it. The copies of
+  all variants together stay under ``MEM_FRACTION`` of ``MemAvailable`` (a 300 MiB LLC asks ~1.2 GB per
+  variant: 13 variants ran a 23 GiB machine out of memory); where that cap binds, the records say how many
+  LLCs a variant's copies really span (``cold_llc_multiple``) and the run warns below 1.5.
 * ``warm``: the same copy every call (a weight smaller than the LLC is then cache-resident; a weight
   larger than it, such as the fp32 dense 4096x11008 on a 32 MiB LLC, is streamed from DRAM anyway).
 
@@ -54,7 +57,8 @@ from kernels.nm import NMWeight, nm_matmul  # noqa: E402
 from kernels.quant import NMQuantWeight, QuantWeight, quant_matmul  # noqa: E402
 
 COLD_FACTOR = 4  # copies of a weight together exceed this many LLCs in cold mode
-MAX_COPIES = 32
+MAX_COPIES = 128  # a 13 MB weight needs 92 copies to span 4 x a 300 MiB LLC
+MEM_FRACTION = 0.5  # cold copies of all variants together stay under this share of MemAvailable
 
 PROFILES = {
     "quick": {"shapes": [(4096, 11008)], "batches": [1, 16], "modes": ["cold", "warm"],
@@ -78,6 +82,23 @@ def llc_bytes() -> int:
         except ValueError:
             continue
     return best or 32 << 20
+
+
+def mem_available() -> int:
+    """``MemAvailable`` from /proc/meminfo in bytes (8 GiB where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def cold_copies(nbytes: int, llc: int, budget: int) -> int:
+    """Copies of an ``nbytes`` weight for cold mode: enough to span ``COLD_FACTOR`` LLCs, at most
+    ``MAX_COPIES`` and at most ``budget`` bytes (at least one)."""
+    return max(1, min(MAX_COPIES, -(-COLD_FACTOR * llc // nbytes), budget // nbytes))
 
 
 def build_variant(name: str, w: torch.Tensor):
@@ -143,7 +164,7 @@ def build_variant(name: str, w: torch.Tensor):
     raise ValueError(f"unknown variant {name!r}; choose from {VARIANTS}")
 
 
-def reference_of(name: str, w: torch.Tensor, obj) -> torch.Tensor | None:
+def reference_of(obj) -> torch.Tensor | None:
     """The dequantized dense weight a variant should reproduce (None for peers with their own
     activation quantization)."""
     if isinstance(obj, (QuantWeight, NMQuantWeight)):
@@ -153,14 +174,18 @@ def reference_of(name: str, w: torch.Tensor, obj) -> torch.Tensor | None:
     return None
 
 
-def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[dict]:
-    """Time dense + every variant side by side for one (shape, batch, mode)."""
+def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built, budget) -> list[dict]:
+    """Time dense + every variant side by side for one (shape, batch, mode); ``budget``: bytes of cold
+    copies allowed per variant."""
     llc = llc_bytes()
     x = torch.randn(batch, in_f, generator=gen)
     fns, nbytes, copies_used = {}, {}, {}
     for name in ["dense", *names]:
         make, call, nb = built[name]["spec"]
-        want = 1 if mode == "warm" else min(MAX_COPIES, max(1, -(-COLD_FACTOR * llc // nb)))
+        want = 1 if mode == "warm" else cold_copies(nb, llc, budget)
+        if mode == "cold" and want * nb < 1.5 * llc:
+            print(f"warning: {name}: cold copies span only {want * nb / llc:.2f} LLCs (copy or memory cap)",
+                  file=sys.stderr)
         pool = built[name]["copies"]
         while len(pool) < want:
             pool.append(make())
@@ -174,10 +199,11 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
         fns[name], nbytes[name], copies_used[name] = fn, nb, want
     with torch.no_grad():
         errs = {}
-        for name in names:
-            ref = built[name].get("ref")
+        for name in names:  # the dequantized reference is rebuilt per point, not kept (180 MB each)
+            ref = reference_of(built[name]["copies"][0])
             if ref is not None:
                 errs[name] = (fns[name]() - x @ ref.T).abs().max().item()
+            del ref
         for key, fn in fns.items():  # warm-up: every copy once (lazy index layouts, page faults)
             for _ in range(copies_used[key]):
                 fn()
@@ -202,6 +228,7 @@ def bench_point(out_f, in_f, batch, mode, names, repeats, gen, built) -> list[di
             "fraction_of_byte_limit": speedup / limit,
             "gbps": moved / med[name] / 1e9, "gbps_dense": dense_moved / med["dense"] / 1e9,
             "copies": copies_used[name], "copies_dense": copies_used["dense"],
+            "cold_llc_multiple": copies_used[name] * nbytes[name] / llc if mode == "cold" else None,
             "weight_fits_llc": nbytes[name] <= llc, "llc_bytes": llc,
             "ours_cpu_ms": med_cpu[name] * 1e3, "dense_cpu_ms": med_cpu["dense"] * 1e3,
             "speedup_cpu": med_cpu["dense"] / max(med_cpu[name], 1e-9),
@@ -249,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         built = {}
         for vname in ["dense", *names]:
             spec = build_variant(vname, w)
-            first = spec[0]()
-            built[vname] = {"spec": spec, "copies": [first], "ref": reference_of(vname, w, first)}
+            inner = built.get(vname[3:]) if vname.startswith("a8_") else None
+            # a8_* multiply the same weights as their exact twin: one pool of copies for both
+            built[vname] = {"spec": spec, "copies": inner["copies"] if inner else [spec[0]()]}
+        budget = int(MEM_FRACTION * mem_available()) // (len(built) + 1)
         for mode in (args.modes.split(",") if args.modes else prof["modes"]):
             for batch in prof["batches"]:
-                recs = bench_point(out_f, in_f, batch, mode, names, prof["repeats"], gen, built)
+                recs = bench_point(out_f, in_f, batch, mode, names, prof["repeats"], gen, built, budget)
                 records.extend(recs)
                 for r in recs:
                     print(f"{r['shape']} b={batch:<3} {mode:<4} {r['variant']:>15}: {r['ours_ms']:8.2f} ms "
@@ -265,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         del built
     payload = {"device": name, "profile": args.profile, "torch": torch.__version__,
                "threads": torch.get_num_threads(), "llc_bytes": llc_bytes(),
-               "cold_factor": COLD_FACTOR, "wall_s": time.time() - t_start, "records": records}
+               "cold_factor": COLD_FACTOR, "mem_fraction": MEM_FRACTION, "wall_s": time.time() - t_start, "records": records}
     return finish(payload, out_path,
                   None if args.no_mlflow else lambda: log_records(records, out_path, args.profile, name))
 

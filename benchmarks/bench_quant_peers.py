@@ -5,7 +5,7 @@ environment (``make peers14-env``), never CI.
     .venv-peers14/bin/python benchmarks/bench_quant_peers.py [--profile smoke|full] [--out PATH]
 
 The model: one tinylm trained here through :func:`tasks.quant.tinylm.fit_tinylm` on the project's
-character corpus (:func:`tasks.quant.tinylm.prepare_corpus`), seed 0; ``full`` = d 128, 2 layers, 4 heads,
+character corpus (:func:`tasks.quant.tinylm.prepare_corpus`), seeds 0-4 (``--seeds``); ``full`` = d 128, 2 layers, 4 heads,
 d_ff 384, 200 AdamW steps of 16 passages (3-4.5 min on one thread at load ~9-10; the whole run 6.5-7.5 min); ``smoke`` = d 32, 1 layer, 30 steps.
 Calibration: the first ``calib`` training passages; evaluation: held-out bits/char on the test split.
 
@@ -36,6 +36,11 @@ Calibration: the first ``calib`` training passages; evaluation: held-out bits/ch
     W3 g``group`` asymmetric, weight-only, ranks 8 / 32: held-out bits/char and bits per weight (brevitas'
     factors counted as fp16). NNCF's LoRA correction and brevitas' learned rotations: not run; the reasons
     are recorded in the JSON (``not_run``).
+
+(3) and (4) are repeated on every model seed of ``--seeds`` (full: 0-4; each seed trains its own tinylm with
+the same settings): ``comparisons`` holds the paired differences ours - peer in held-out bits/char over the seeds
+with their 95 % bootstrap CI (:func:`tasks.evaluation.seeds.paired`), the test the issue sets ("within CI of, or
+better than, the peer's equivalent"). (1) and (2) are parity checks on seed 0's weights.
 
 Every method's wall and CPU seconds stand next to its peer's, measured in this process one after the other,
 with the 1-minute load average. Results: ``benchmarks/results/quant_peers[_<profile>].json`` (atomic) and
@@ -83,9 +88,10 @@ PEERS = ("brevitas", "torchao", "optimum-quanto", "hqq", "nncf")
 TOL = 1e-6
 PROFILES = {
     "smoke": {"spec": TinyLMSpec(d_model=32, n_heads=2, n_layers=1, d_ff=64), "steps": 30, "batch": 8,
-              "calib": 16, "n_test": 64, "group": 16, "hqq_bits": (2, 3, 4), "ranks": (4, 8)},
+              "calib": 16, "n_test": 64, "group": 16, "hqq_bits": (2, 3, 4), "ranks": (4, 8), "seeds": (0, 1)},
     "full": {"spec": TinyLMSpec(d_model=128, n_heads=4, n_layers=2, d_ff=384), "steps": 200, "batch": 16,
-             "calib": 64, "n_test": 300, "group": 32, "hqq_bits": (2, 3, 4), "ranks": (8, 32)},
+             "calib": 64, "n_test": 300, "group": 32, "hqq_bits": (2, 3, 4), "ranks": (8, 32),
+             "seeds": (0, 1, 2, 3, 4)},
 }
 
 
@@ -385,6 +391,39 @@ NOT_RUN = {
 }
 
 
+# ours vs the peer's equivalent, per seed: (name, ours' arm, peer's arm) over the HQQ rows and the low-rank rows
+def seed_comparisons(per_seed: list[dict]) -> list[dict]:
+    """Paired differences ours - peer in held-out bits/char (lower is better) over the model seeds of
+    ``per_seed`` (each ``{"seed", "hqq": bench_hqq(...), "lowrank": bench_lowrank(...)}``), with the 95 %
+    bootstrap CI, the number of seeds where ours is lower, and the reading: ``ours better`` (CI below 0),
+    ``peer better`` (CI above 0) or ``within CI``. GPTQ and RTN face HQQ at each width; LQER and L2QER
+    face brevitas' SVD residual at each rank."""
+    from tasks.evaluation.seeds import paired
+
+    pairs: dict[str, tuple[dict, dict]] = {}
+    for rec in per_seed:
+        seed = rec["seed"]
+        for row in rec["hqq"]["rows"]:
+            for ours in ("gptq", "rtn"):
+                a, b = pairs.setdefault(f"w{row['bits']}_g{row['group']}_{ours}_vs_hqq", ({}, {}))
+                a[seed], b[seed] = row[ours]["bpc"], row["hqq"]["bpc"]
+        peer = {r["rank"]: r["bpc"] for r in rec["lowrank"]["rows"] if r["arm"] == "brevitas_svd_residual"}
+        for r in rec["lowrank"]["rows"]:
+            if r["arm"] in ("lqer", "l2qer"):
+                a, b = pairs.setdefault(f"w{rec['lowrank']['bits']}_k{r['rank']}_{r['arm']}_vs_brevitas_svd",
+                                        ({}, {}))
+                a[seed], b[seed] = r["bpc"], peer[r["rank"]]
+    out = []
+    for name, (a, b) in pairs.items():
+        cmp = paired(a, b, min_n=1)
+        reading = ("ours better" if cmp["hi"] < 0 else "peer better" if cmp["lo"] > 0 else "within CI")
+        if cmp["n"] < 2:
+            reading = "one seed: no CI"
+        out.append({"name": name, "ours_minus_peer": cmp["diff"], "lo": cmp["lo"], "hi": cmp["hi"],
+                    "seeds_ours_lower": int(sum(a[k] < b[k] for k in a)), "n": int(cmp["n"]), "reading": reading})
+    return out
+
+
 def flat_metrics(out: dict) -> list[dict]:
     recs = [{"name": "gptq_max_abs_diff_checked", "value": max(r["max_abs_diff_checked"] for r in out["gptq"]["rows"])},
             {"name": "gptq_ours_wall_s", "value": out["gptq"]["ours_wall_s"]},
@@ -399,6 +438,8 @@ def flat_metrics(out: dict) -> list[dict]:
             recs.append({"name": f"w{row['bits']}_g{row['group']}_{who}_bpc", "value": row[who]["bpc"]})
     for r in out["lowrank"]["rows"]:
         recs.append({"name": f"lowrank_{r['arm']}_k{r['rank']}_bpc", "value": r["bpc"]})
+    for c in out["comparisons"]:
+        recs.append({"name": f"{c['name']}_ours_minus_peer", "value": c["ours_minus_peer"]})
     return recs
 
 
@@ -421,8 +462,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/quant_peers[_smoke].json)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated model seeds for the HQQ and low-rank comparisons (default: the profile's)")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        seeds = [int(v) for v in (args.seeds or ",".join(map(str, PROFILES[args.profile]["seeds"]))).split(",") if v]
+    except ValueError:
+        print(f"--seeds: expected comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
+    if not seeds or len(set(seeds)) != len(seeds):
+        print(f"--seeds: need distinct seeds, got {args.seeds!r}", file=sys.stderr)
+        return 2
     missing = [p for p, v in peer_versions(PEERS).items() if v == "not installed" and p != "nncf"]
     if missing:
         print(f"peers not installed: {missing}; run `make peers14-env` and use .venv-peers14/bin/python", file=sys.stderr)
@@ -434,14 +485,14 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     passages = prepare_corpus(CorpusParams(n_test=prof["n_test"]))["passages"]
     train, test = split_tokens(passages, "train"), split_tokens(passages, "test")
-    params = TinyLMTrainParams(model=prof["spec"], seeds=(0,), steps=prof["steps"], batch_size=prof["batch"],
+    params = TinyLMTrainParams(model=prof["spec"], seeds=tuple(seeds), steps=prof["steps"], batch_size=prof["batch"],
                                warmup=min(30, prof["steps"] // 5))
     with Clock() as c_train:
-        model, _ = fit_tinylm(params, train, seed=0)
+        model, _ = fit_tinylm(params, train, seed=seeds[0])
     calib = train[: prof["calib"]]
     out = {"profile": args.profile, "device": device_name(torch.device("cpu")), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "versions": peer_versions(PEERS),
-           "model": {"spec": prof["spec"].model_dump(), "steps": prof["steps"], "batch": prof["batch"], "seed": 0,
+           "model": {"spec": prof["spec"].model_dump(), "steps": prof["steps"], "batch": prof["batch"], "seed": seeds[0],
                      "train": c_train.record(), "fp32_test_bpc": bits_per_char(model, test),
                      "calib_passages": prof["calib"], "test_passages": len(test)},
            "not_run": NOT_RUN}
@@ -452,6 +503,20 @@ def main(argv: list[str] | None = None) -> int:
         out["rtn"] = bench_rtn(model, test, prof["group"])
         out["hqq"] = bench_hqq(model, calib, test, prof["group"], prof["hqq_bits"])
         out["lowrank"] = bench_lowrank(model, calib, test, prof["group"], 3, prof["ranks"])
+        per_seed = [{"seed": seeds[0], "fp32_bpc": out["model"]["fp32_test_bpc"], "train": c_train.record(),
+                     "hqq": out["hqq"], "lowrank": out["lowrank"]}]
+        for seed in seeds[1:]:
+            with Clock() as c_seed:
+                m, _ = fit_tinylm(params, train, seed=seed)
+            print(f"seed {seed}: trained in {c_seed.wall:.1f} s", flush=True)
+            per_seed.append({"seed": seed, "fp32_bpc": bits_per_char(m, test), "train": c_seed.record(),
+                             "hqq": bench_hqq(m, calib, test, prof["group"], prof["hqq_bits"]),
+                             "lowrank": bench_lowrank(m, calib, test, prof["group"], 3, prof["ranks"])})
+    out["per_seed"] = per_seed
+    out["comparisons"] = seed_comparisons(per_seed)
+    for c in out["comparisons"]:
+        print(f"{c['name']:<34} ours - peer {c['ours_minus_peer']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] "
+              f"({c['seeds_ours_lower']}/{c['n']} seeds ours lower): {c['reading']}", flush=True)
     out["wall_s"] = time.perf_counter() - t_start
     out["pass"] = bool(out["gptq"]["pass"] and out["rtn"]["pass"])
     write_json_atomic(out_path, out)

@@ -60,9 +60,11 @@ def _available() -> bool:
 
 
 def _half_packed(w: NMQuantWeight) -> bool:
-    """1:2 or 2:4 with v = 1 and byte-aligned rows of 2-bit indices, on an AVX-512 build."""
+    """1:2 or 2:4 (any v) with byte-aligned blocks of 1- or 2-bit indices, on an AVX-512 build: the kernel
+    gathers x from the packed indices in registers. (Before, v > 1 took the uint8 offsets and a scalar gather,
+    measured at ~40 % of the 2:4 v = 32 int4 call at batch 1 on an AVX-512 Xeon.)"""
     bits = 1 if w.m == 2 else 2
-    return has_avx512() and w.v == 1 and (w.n, w.m) in ((1, 2), (2, 4)) and (w.kept * bits) % 8 == 0
+    return has_avx512() and (w.n, w.m) in ((1, 2), (2, 4)) and (w.kept * bits) % 8 == 0
 
 
 def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:

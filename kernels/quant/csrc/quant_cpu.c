@@ -18,7 +18,7 @@
  *   order in which 16 bytes of codes unpack with no interleave.
  *
  * N:M + quant (nmq_gemm_f32): the kept values are a quantized (out, kp) matrix; per vector block the
- * kept columns of x are first gathered into a thread-local (batch, kp) buffer (1:2 / 2:4 with v = 1
+ * kept columns of x are first gathered into a thread-local (batch, kp) buffer (1:2 / 2:4, any v,
  * read the 2-bit packed indices with a vpermt2ps window gather, as kernels/nm/csrc/nm_cpu.c does),
  * then the block's rows run the routines above against the gathered x. v = 1 with batch > 1:
  * nmq_rows_kmajor_f32 (one FMA per kept value against a K-major x).
@@ -445,8 +445,8 @@ int quant_gemm_f32(const float *restrict x, const uint8_t *codes, const void *sc
 
 
 /* N:M + quant. q describes the (out, kp) kept values; off: uint8 in-group offsets (n_vec, kp) or
- * NULL; packed: the format's bit-packed indices (used for 1:2 / 2:4, v = 1 on AVX-512 when off is
- * NULL). Returns 0, 2 (allocation) or 3 (bad arguments). */
+ * NULL; packed: the format's bit-packed indices, one block of kp per vector block (used for 1:2 / 2:4
+ * on AVX-512 when off is NULL). Returns 0, 2 (allocation) or 3 (bad arguments). */
 int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scales, int scale_f16,
                  const uint8_t *zeros, const uint8_t *off, const uint8_t *packed, float *restrict y,
                  int64_t out, int64_t in, int64_t n, int64_t m, int64_t v, int64_t bits, int64_t g,
@@ -456,7 +456,7 @@ int nmq_gemm_f32(const float *restrict x, const uint8_t *codes, const void *scal
     const int half_packed = off == NULL;
     (void)packed; /* read by the AVX-512 gather only */
 #if defined(__AVX512F__)
-    if (half_packed && !(v == 1 && ((n == 1 && m == 2) || (n == 2 && m == 4)) && (kp * (m == 2 ? 1 : 2)) % 8 == 0))
+    if (half_packed && !(((n == 1 && m == 2) || (n == 2 && m == 4)) && (kp * (m == 2 ? 1 : 2)) % 8 == 0))
         return 3;
 #else
     if (half_packed) return 3;
