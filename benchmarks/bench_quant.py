@@ -1,5 +1,5 @@
 """Benchmark low-bit (and N:M + low-bit) ``quant_matmul`` against dense fp32 ``torch.matmul`` and
-torch's own CPU low-bit paths, cache-warm and cache-cold (``make bench-kernels`` / ``make bench-quant``).
+torch's own CPU low-bit paths, cache-warm and cache-cold (``make bench-kernels`` / ``make bench-quant-kernels``).
 
 Per (weight shape ``out x in``, batch, cache mode) every variant is timed *in the same loop* as the
 dense fp32 matmul, interleaved repeat by repeat, so all see the same machine load; records hold

@@ -299,6 +299,7 @@ def report_lqer(params: LQERReportParams, *, results: pa.Table, svd: pa.Table, o
     n_out = sum(r["rms_ratio"] >= params.outlier_rms_ratio for r in orows)
     worst = max(orows, key=lambda r: r["rms_ratio"])
     tm = train_metrics
+    grouping = f"group {metrics['weight_group']:.0f}" if metrics["weight_group"] else "per output channel"
     rep = Report(
         title="LQER: Low-Rank Quantization Error Reconstruction for LLMs, on tinylm",
         paper="lqer", arxiv="2402.02446",
@@ -306,7 +307,7 @@ def report_lqer(params: LQERReportParams, *, results: pa.Table, svd: pa.Table, o
             f"{len(seeds)} tinylm seeds (Llama-style char LM, {tm['n_params']:,} parameters, {tm['spec']['n_layers']} "
             f"layers, d={tm['spec']['d_model']}) trained in {tm['train_s_mean']:.0f} s each, held-out "
             f"{tm['test_bpc_mean']:.3f} bits/char. Every decoder linear quantized W{metrics['weight_bits']:.0f}"
-            f"A{metrics['act_bits']:.0f} (int, symmetric, group {metrics['weight_group']:.0f}; per-token activations), then LQER/L2QER adapters of rank "
+            f"A{metrics['act_bits']:.0f} (int, symmetric, {grouping}; per-token activations), then LQER/L2QER adapters of rank "
             f"{sorted({r['rank'] for r in rows if r['method'] == 'l2qer'})} in 8 bits. Bits per weight count codes, "
             f"fp16 scales and the adapters. GPTQ {metrics.get('gptq_s', float('nan')):.1f} s, RTN "
             f"{metrics.get('rtn_s', float('nan')):.2f} s, L2QER k={kmax} {metrics.get(f'l2qer_k{kmax}_s', float('nan')):.2f} s "
