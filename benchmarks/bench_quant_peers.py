@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = [{"seed": seeds[0], "fp32_bpc": out["model"]["fp32_test_bpc"], "train": c_train.record(),
                      "hqq": out["hqq"], "lowrank": out["lowrank"]}]
         for seed in seeds[1:]:
-            with Clock() as c_seed:
+            with Clock() as c_seed, torch.enable_grad():  # inside the no_grad block above
                 m, _ = fit_tinylm(params, train, seed=seed)
             print(f"seed {seed}: trained in {c_seed.wall:.1f} s", flush=True)
             per_seed.append({"seed": seed, "fp32_bpc": bits_per_char(m, test), "train": c_seed.record(),
