@@ -35,7 +35,7 @@
 #define KB 1024     /* codes per k-block: 4 rows x 1024 fp32 = 16 KiB of dequantized weights */
 #define BS (KB + 16) /* buffer row stride: rows 4 KiB apart would alias in L1 */
 #ifndef PF
-#define PF 1024    /* software prefetch distance along a row of codes, bytes */
+#define PF 512     /* software prefetch distance along a row of codes, bytes: 512 measured 10-15 % faster than 1024 for int4 g32 at batch 1 (cold, Xeon EMR); int8 indifferent */
 #endif
 #define MAXB 64     /* batch limit (checked by the caller) */
 
