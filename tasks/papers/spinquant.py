@@ -36,7 +36,8 @@ from tasks.quant.cayley import learn_rotations, orth_error
 from tasks.quant.fakequant import WeightQuant, rtn
 from tasks.quant.rotation import draw_r124, draw_rotation, rotate_model, smooth_scales, spinquant_arm
 from tasks.quant.rotation import synthetic_rotation_error, w4a4_layers
-from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, capture_inputs, linear_layers, load_tinylm
+from tasks.platform.stage import EXECUTION_ONLY
+from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, capture_inputs, linear_layers, load_tinylm, map_seeds
 from tasks.quant.tinylm import outlier_stats, split_tokens, swap_linears, with_kv_quant
 from tasks.train import torch_threads, unpack_seeds
 
@@ -93,7 +94,9 @@ class SpinQuantParams(BaseModel):
         kv_bits: KV-cache bits of the ``*_kv`` arms (paper: W4A4KV4); None = no KV arms.
         smooth_alpha: SmoothQuant's migration strength (the non-rotation baseline arm).
         synthetic: the synthetic layer check.
-        threads: torch threads.
+        threads: torch threads (per worker).
+        workers: model seeds quantized at once, each in its own spawned process (1: one after the other in this
+            process). Execution only: the results are those of one process (tested), so it is not in the cache key.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,6 +111,7 @@ class SpinQuantParams(BaseModel):
     learn: LearnParams = LearnParams()
     kv_bits: int | None = Field(default=4, ge=2, le=16)
     threads: int | None = Field(default=None, ge=1)
+    workers: int = Field(default=1, ge=1, json_schema_extra=EXECUTION_ONLY)
 
     @model_validator(mode="after")
     def _inits_are_draws(self) -> SpinQuantParams:
@@ -123,74 +127,85 @@ LEARNED_SCHEMA = pa.schema([("seed", pa.int64()), ("arm", pa.string()), ("init",
                             ("fp_logit_maxdiff", pa.float64()), ("wall_s", pa.float64()), ("cpu_s", pa.float64())])
 
 
+def _quantize_seed(params: SpinQuantParams, spec: TinyLMSpec, seed: int, sd: dict[str, Tensor],
+                   passages: pa.Table) -> tuple[list[dict], list[dict], list[dict]]:
+    """One model seed of :func:`spinquant_quantize` (its own process when ``params.workers`` > 1): the arms' rows,
+    the outlier rows and the learned-rotation rows."""
+    test, calib = split_tokens(passages, "test"), split_tokens(passages, "train")[: params.n_calib]
+    rows, out_rows, learned = [], [], []
+    fmt, ab, clip = params.weight, params.act_bits, params.clip
+    with torch_threads(params.threads):
+        model = load_tinylm(spec, sd, f"weights seed {seed}")
+        names = model.linear_names()
+        for n in names:
+            params.weight.group_for(linear_layers(model, [n])[n].weight.shape[1], n)
+        xs = capture_inputs(model, calib, names)
+        out_rows += [{"seed": seed, "layer": n, **outlier_stats(xs[n])} for n in names]
+        rows.append({"seed": seed, "arm": "fp32", "draw": -1, "test_bpc": bits_per_char(model, test)})
+        rtn_model = swap_linears(model, w4a4_layers(model, fmt, ab, clip))
+        rows.append({"seed": seed, "arm": "rtn", "draw": -1, "test_bpc": bits_per_char(rtn_model, test)})
+        # the non-rotation baseline: SmoothQuant (alpha = 0.5), scales applied online as a diagonal
+        mods = linear_layers(model, names)
+        smooth = {}
+        for n in names:
+            w = mods[n].weight.detach().double()
+            sc = smooth_scales(xs[n], w, params.smooth_alpha)
+            smooth[n] = FakeQuantLinear(rtn((w * sc).float(), fmt, n).dequant, ab, clip, rotate=torch.diag(1 / sc))
+        rows.append({"seed": seed, "arm": "smoothquant", "draw": -1, "test_bpc": bits_per_char(swap_linears(model, smooth), test)})
+        kv = params.kv_bits
+        if kv is not None:
+            rows.append({"seed": seed, "arm": "rtn_kv", "draw": -1,
+                         "test_bpc": bits_per_char(swap_linears(model, with_kv_quant(model, w4a4_layers(model, fmt, ab, clip), kv)), test)})
+        for kind in ("orth", "hadamard"):
+            for draw in range(params.n_draws):
+                rot, layers = spinquant_arm(model, kind, _draw_gen(seed, draw, kind), fmt, ab, clip)
+                rows.append({"seed": seed, "arm": kind, "draw": draw,
+                             "test_bpc": bits_per_char(swap_linears(rot, layers), test)})
+                if kind == "hadamard" and kv is not None:
+                    rows.append({"seed": seed, "arm": "hadamard_kv", "draw": draw,
+                                 "test_bpc": bits_per_char(swap_linears(rot, with_kv_quant(rot, layers, kv)), test)})
+        # PAPER: learned R1 / R2 (Cayley SGD), one per Hadamard init draw, per KV setting
+        lp = params.learn
+        lcalib = split_tokens(passages, "train")[: lp.n_calib]
+        probe = test[:16, :-1]
+        with torch.no_grad():
+            ref_logits = model(probe)
+        for init in range(lp.inits):
+            r1, r2, r4 = draw_r124(spec, "hadamard", _draw_gen(seed, init, "hadamard"))
+            for arm, kvb in (("learned", None), ("learned_kv", kv)):
+                if arm == "learned_kv" and kv is None:
+                    continue
+                t0, c0 = time.perf_counter(), time.process_time()
+                l1, l2, curve = learn_rotations(
+                    model, lcalib, r1=r1, r2=r2 if lp.learn_r2 else None, r4=r4, fmt=fmt, act_bits=ab, clip=clip,
+                    kv_bits=kvb, steps=lp.steps, lr=lp.lr, batch_size=lp.batch_size,
+                    generator=torch.Generator().manual_seed(30_000 * seed + 10 * init + (kvb is not None)))
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                l2 = r2 if l2 is None else l2
+                rot = rotate_model(model, l1, l2)
+                layers = w4a4_layers(rot, fmt, ab, clip, r4)
+                layers = layers if kvb is None else with_kv_quant(rot, layers, kvb)
+                rows.append({"seed": seed, "arm": arm, "draw": init, "test_bpc": bits_per_char(swap_linears(rot, layers), test)})
+                with torch.no_grad():
+                    fp_diff = float((rot(probe) - ref_logits).abs().max())
+                learned.append({"seed": seed, "arm": arm, "init": init, "steps": lp.steps,
+                                "calib_bpc_init": curve[0], "calib_bpc_final": curve[-1],
+                                "orth_err_r1": orth_error(l1), "orth_err_r2": orth_error(l2),
+                                "fp_logit_maxdiff": fp_diff, "wall_s": wall, "cpu_s": cpu})
+    return rows, out_rows, learned
+
+
 def spinquant_quantize(params: SpinQuantParams, *, weights: dict[str, Tensor], train_metrics: dict,
                        passages: pa.Table) -> dict[str, object]:
     """Stage core: W4A4 (and W4A4KV4) bits/char of every rotation draw and learned rotation on every seed, the
     learning diagnostics (orthogonality, full-precision logit change, calibration loss, time), outlier statistics,
     the synthetic check."""
     spec = TinyLMSpec(**train_metrics["spec"])
-    test, calib = split_tokens(passages, "test"), split_tokens(passages, "train")[: params.n_calib]
     rows, out_rows, learned = [], [], []
-    fmt, ab, clip = params.weight, params.act_bits, params.clip
-    with torch_threads(params.threads):
-        for seed, sd in unpack_seeds(weights).items():
-            model = load_tinylm(spec, sd, f"weights seed {seed}")
-            names = model.linear_names()
-            for n in names:
-                params.weight.group_for(linear_layers(model, [n])[n].weight.shape[1], n)
-            xs = capture_inputs(model, calib, names)
-            out_rows += [{"seed": seed, "layer": n, **outlier_stats(xs[n])} for n in names]
-            rows.append({"seed": seed, "arm": "fp32", "draw": -1, "test_bpc": bits_per_char(model, test)})
-            rtn_model = swap_linears(model, w4a4_layers(model, fmt, ab, clip))
-            rows.append({"seed": seed, "arm": "rtn", "draw": -1, "test_bpc": bits_per_char(rtn_model, test)})
-            # the non-rotation baseline: SmoothQuant (alpha = 0.5), scales applied online as a diagonal
-            mods = linear_layers(model, names)
-            smooth = {}
-            for n in names:
-                w = mods[n].weight.detach().double()
-                sc = smooth_scales(xs[n], w, params.smooth_alpha)
-                smooth[n] = FakeQuantLinear(rtn((w * sc).float(), fmt, n).dequant, ab, clip, rotate=torch.diag(1 / sc))
-            rows.append({"seed": seed, "arm": "smoothquant", "draw": -1, "test_bpc": bits_per_char(swap_linears(model, smooth), test)})
-            kv = params.kv_bits
-            if kv is not None:
-                rows.append({"seed": seed, "arm": "rtn_kv", "draw": -1,
-                             "test_bpc": bits_per_char(swap_linears(model, with_kv_quant(model, w4a4_layers(model, fmt, ab, clip), kv)), test)})
-            for kind in ("orth", "hadamard"):
-                for draw in range(params.n_draws):
-                    rot, layers = spinquant_arm(model, kind, _draw_gen(seed, draw, kind), fmt, ab, clip)
-                    rows.append({"seed": seed, "arm": kind, "draw": draw,
-                                 "test_bpc": bits_per_char(swap_linears(rot, layers), test)})
-                    if kind == "hadamard" and kv is not None:
-                        rows.append({"seed": seed, "arm": "hadamard_kv", "draw": draw,
-                                     "test_bpc": bits_per_char(swap_linears(rot, with_kv_quant(rot, layers, kv)), test)})
-            # PAPER: learned R1 / R2 (Cayley SGD), one per Hadamard init draw, per KV setting
-            lp = params.learn
-            lcalib = split_tokens(passages, "train")[: lp.n_calib]
-            probe = test[:16, :-1]
-            with torch.no_grad():
-                ref_logits = model(probe)
-            for init in range(lp.inits):
-                r1, r2, r4 = draw_r124(spec, "hadamard", _draw_gen(seed, init, "hadamard"))
-                for arm, kvb in (("learned", None), ("learned_kv", kv)):
-                    if arm == "learned_kv" and kv is None:
-                        continue
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    l1, l2, curve = learn_rotations(
-                        model, lcalib, r1=r1, r2=r2 if lp.learn_r2 else None, r4=r4, fmt=fmt, act_bits=ab, clip=clip,
-                        kv_bits=kvb, steps=lp.steps, lr=lp.lr, batch_size=lp.batch_size,
-                        generator=torch.Generator().manual_seed(30_000 * seed + 10 * init + (kvb is not None)))
-                    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-                    l2 = r2 if l2 is None else l2
-                    rot = rotate_model(model, l1, l2)
-                    layers = w4a4_layers(rot, fmt, ab, clip, r4)
-                    layers = layers if kvb is None else with_kv_quant(rot, layers, kvb)
-                    rows.append({"seed": seed, "arm": arm, "draw": init, "test_bpc": bits_per_char(swap_linears(rot, layers), test)})
-                    with torch.no_grad():
-                        fp_diff = float((rot(probe) - ref_logits).abs().max())
-                    learned.append({"seed": seed, "arm": arm, "init": init, "steps": lp.steps,
-                                    "calib_bpc_init": curve[0], "calib_bpc_final": curve[-1],
-                                    "orth_err_r1": orth_error(l1), "orth_err_r2": orth_error(l2),
-                                    "fp_logit_maxdiff": fp_diff, "wall_s": wall, "cpu_s": cpu})
+    calls = [(params, spec, seed, sd, passages) for seed, sd in unpack_seeds(weights).items()]
+    for r, o, lrn in map_seeds(_quantize_seed, calls, params.workers):
+        rows, out_rows, learned = rows + r, out_rows + o, learned + lrn
+    fmt, ab = params.weight, params.act_bits
     syn = []
     s = params.synthetic
     for sseed in s.seeds:

@@ -11,7 +11,9 @@ import copy
 import multiprocessing
 import math
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +29,8 @@ from tasks.platform.errors import ArtifactError
 from tasks.platform.stage import EXECUTION_ONLY, Stage
 from tasks.quant.fakequant import Quantized, WeightQuant, gptq, hessian, quant_act, rtn
 from tasks.train import pack_seeds, torch_threads
+
+T = TypeVar("T")
 
 PASSAGES_SCHEMA = pa.schema([("split", pa.string()), ("text", pa.string())])
 
@@ -180,6 +184,18 @@ def _train_seed(params: TinyLMTrainParams, splits: tuple[Tensor, Tensor, Tensor]
                  "curve_bpc": curve})
 
 
+def map_seeds(fn: Callable[..., T], calls: Sequence[tuple], workers: int) -> list[T]:
+    """``[fn(*args) for args in calls]``, in order: in this process when ``workers`` is 1 (or one call), else in
+    ``min(workers, len(calls))`` spawned processes (spawn, not fork: a forked child would inherit this process's
+    torch/OpenMP thread state). ``fn`` must be a module-level function and every argument picklable; each call sets
+    its own torch threads, so a seed's result does not depend on where it ran (tested per stage that uses it)."""
+    workers = min(workers, len(calls))
+    if workers <= 1:
+        return [fn(*args) for args in calls]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, *zip(*calls)))
+
+
 def train_tinylm(params: TinyLMTrainParams, *, passages: pa.Table) -> dict[str, object]:
     """Stage core: train one tinylm per seed on the ``train`` split; bits/char on ``val`` and ``test``.
 
@@ -187,14 +203,7 @@ def train_tinylm(params: TinyLMTrainParams, *, passages: pa.Table) -> dict[str, 
     seconds, loss curve in bits; plus the parameter count and the spec).
     """
     splits = tuple(split_tokens(passages, s) for s in ("train", "val", "test"))
-    workers = min(params.workers, len(params.seeds))
-    if workers > 1:
-        # spawn, not fork: a forked child would inherit this process's torch/OpenMP thread state
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_train_seed, [params] * len(params.seeds), [splits] * len(params.seeds),
-                                 params.seeds))
-    else:
-        done = [_train_seed(params, splits, seed) for seed in params.seeds]
+    done = map_seeds(_train_seed, [(params, splits, seed) for seed in params.seeds], params.workers)
     per_seed = {seed: sd for seed, (sd, _) in zip(params.seeds, done)}
     metrics = {str(seed): m for seed, (_, m) in zip(params.seeds, done)}
     n_params = sum(v.numel() for v in per_seed[params.seeds[0]].values())

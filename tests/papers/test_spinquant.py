@@ -84,3 +84,34 @@ def test_no_outliers_synthetic_check_decides():
     assert v[0] == "reproduced" and "synthetic layer check" in claim
     v, _ = _verdicts(rms_ratio=2.0, rot_gain=0.1, syn_gain=-0.1)
     assert v[0] == "not reproduced"
+
+
+def test_seeds_quantized_in_worker_processes_match_one_process():
+    """``workers`` quantizes model seeds in spawned processes: the same rows as one process, the same cache key."""
+    import torch
+
+    from flows.papers import get_paper
+    from models.tinylm import TinyLM, TinyLMSpec
+    from tasks.papers.spinquant import LearnParams, SpinQuantParams, SyntheticParams, spinquant_quantize
+    from tasks.train import pack_seeds
+
+    spec = TinyLMSpec(d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=16)
+    sds = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        sds[seed] = TinyLM(spec).state_dict()
+    text = "the quick brown fox jumps over the lazy dog. " * 20
+    passages = pa.Table.from_pylist([{"split": sp, "text": text[i:i + 17]} for sp, n in (("train", 8), ("test", 4))
+                                     for i in range(0, 17 * n, 17)])
+    base = SpinQuantParams(n_draws=2, n_calib=4, learn=LearnParams(steps=1, batch_size=2, n_calib=4),
+                           synthetic=SyntheticParams(n=16, d=16, out=4, seeds=(0, 1)), threads=1)
+    kw = {"weights": pack_seeds(sds), "train_metrics": {"spec": spec.model_dump()}, "passages": passages}
+    one = spinquant_quantize(base, **kw)
+    two = spinquant_quantize(base.model_copy(update={"workers": 2}), **kw)
+    assert one["results"].equals(two["results"]) and one["outliers"].equals(two["outliers"])
+    drop = ("wall_s", "cpu_s")  # timings differ run to run
+    assert one["learned"].drop_columns(list(drop)).equals(two["learned"].drop_columns(list(drop)))
+    digest = get_paper("spinquant").stage("quantize").params_digest
+    p0 = get_paper("spinquant").params_model()
+    p1, p2 = (p0.model_copy(update={"quantize": q}) for q in (base, base.model_copy(update={"workers": 2})))
+    assert digest(p1) == digest(p2)
