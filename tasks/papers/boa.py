@@ -16,17 +16,17 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from models.tinylm import TinyLMSpec
 from tasks.evaluation.seeds import arm_table, claims_metrics, interval_fields, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
+from tasks.platform.stage import EXECUTION_ONLY
 from tasks.quant.boa import attention_output_error, boa_quantize_model
 from tasks.quant.fakequant import WeightQuant
 from tasks.quant.tinylm import FakeQuantLinear, bits_per_char, load_tinylm, models_line, quantize_weights, split_tokens
-from tasks.quant.tinylm import swap_linears
+from tasks.quant.tinylm import map_seeds, swap_linears
 from tasks.train import torch_threads, unpack_seeds
 
 
@@ -38,7 +38,8 @@ class BoAParams(BaseModel):
         group: grid group (None: per output channel); symmetric: the grid (paper's code: asymmetric MinMax).
         n_calib: calibration passages (train split); n_attn: held-out passages for the attention-output error.
         percdamp: damping of every Hessian factor; blocksize: GPTQ's lazy blocks.
-        threads: torch threads.
+        threads: torch threads (per worker).
+        workers: model seeds run at once, each in its own spawned process (execution only: same results, same cache key).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +52,7 @@ class BoAParams(BaseModel):
     percdamp: float = Field(default=0.01, ge=0, lt=1)
     blocksize: int = Field(default=128, ge=1)
     threads: int | None = Field(default=None, ge=1)
+    workers: int = Field(default=1, ge=1, json_schema_extra=EXECUTION_ONLY)
 
     @field_validator("bits")
     @classmethod
@@ -63,33 +65,46 @@ class BoAParams(BaseModel):
         return WeightQuant(bits=bits, group=self.group, symmetric=self.symmetric)
 
 
-def boa_run(params: BoAParams, *, weights: dict[str, Tensor], train_metrics: dict, passages: pa.Table) -> dict[str, object]:
-    """Stage core: every arm at every bit width on every seed -> bits/char, attention-output error, BoA's codes."""
-    spec = TinyLMSpec(**train_metrics["spec"])
+def _run_seed(params: BoAParams, spec: TinyLMSpec, seed: int, sd: dict[str, Tensor],
+              passages: pa.Table) -> tuple[list[dict], dict[str, Tensor], dict[str, list[float]]]:
+    """One model seed of :func:`boa_run` (its own process when ``params.workers`` > 1): rows, BoA's stored codes,
+    per-arm seconds."""
     test, calib = split_tokens(passages, "test"), split_tokens(passages, "train")[: params.n_calib]
     attn_tokens = test[: params.n_attn]
     rows, stored, timing = [], {}, {}
     with torch_threads(params.threads):
-        for seed, sd in unpack_seeds(weights).items():
-            model = load_tinylm(spec, sd, f"weights seed {seed}")
-            rows.append({"seed": seed, "arm": "fp32", "method": "fp32", "bits": 32, "test_bpc": bits_per_char(model, test),
-                         "attn_err": 0.0})
-            for b in params.bits:
-                fmt = params.fmt(b)
-                for method in ("rtn", "gptq", "boa"):
-                    t0 = time.perf_counter()
-                    if method == "boa":
-                        q = boa_quantize_model(model, calib, fmt, percdamp=params.percdamp, blocksize=params.blocksize)
-                    else:
-                        q = quantize_weights(model, calib, fmt, method, percdamp=params.percdamp, blocksize=params.blocksize)
-                    timing.setdefault(f"{method}_w{b}_s", []).append(time.perf_counter() - t0)
-                    deq = {n: v.dequant for n, v in q.items()}
-                    rows.append({"seed": seed, "arm": f"{method}_w{b}", "method": method, "bits": b,
-                                 "test_bpc": bits_per_char(swap_linears(model, {n: FakeQuantLinear(w) for n, w in deq.items()}), test),
-                                 "attn_err": float(np.mean(attention_output_error(model, deq, attn_tokens)))})
-                    if method == "boa":  # PLATFORM: the method's stored weights (integer codes + scales + zeros)
-                        for n, v in q.items():
-                            stored.update({f"{seed}.w{b}.{k}": t for k, t in v.state_dict(n).items()})
+        model = load_tinylm(spec, sd, f"weights seed {seed}")
+        rows.append({"seed": seed, "arm": "fp32", "method": "fp32", "bits": 32, "test_bpc": bits_per_char(model, test),
+                     "attn_err": 0.0})
+        for b in params.bits:
+            fmt = params.fmt(b)
+            for method in ("rtn", "gptq", "boa"):
+                t0 = time.perf_counter()
+                if method == "boa":
+                    q = boa_quantize_model(model, calib, fmt, percdamp=params.percdamp, blocksize=params.blocksize)
+                else:
+                    q = quantize_weights(model, calib, fmt, method, percdamp=params.percdamp, blocksize=params.blocksize)
+                timing.setdefault(f"{method}_w{b}_s", []).append(time.perf_counter() - t0)
+                deq = {n: v.dequant for n, v in q.items()}
+                rows.append({"seed": seed, "arm": f"{method}_w{b}", "method": method, "bits": b,
+                             "test_bpc": bits_per_char(swap_linears(model, {n: FakeQuantLinear(w) for n, w in deq.items()}), test),
+                             "attn_err": float(np.mean(attention_output_error(model, deq, attn_tokens)))})
+                if method == "boa":  # PLATFORM: the method's stored weights (integer codes + scales + zeros)
+                    for n, v in q.items():
+                        stored.update({f"{seed}.w{b}.{k}": t for k, t in v.state_dict(n).items()})
+    return rows, stored, timing
+
+
+def boa_run(params: BoAParams, *, weights: dict[str, Tensor], train_metrics: dict, passages: pa.Table) -> dict[str, object]:
+    """Stage core: every arm at every bit width on every seed -> bits/char, attention-output error, BoA's codes."""
+    spec = TinyLMSpec(**train_metrics["spec"])
+    rows, stored, timing = [], {}, {}
+    calls = [(params, spec, seed, sd, passages) for seed, sd in unpack_seeds(weights).items()]
+    for r, st, tm in map_seeds(_run_seed, calls, params.workers):
+        rows += r
+        stored.update(st)
+        for k, v in tm.items():
+            timing.setdefault(k, []).extend(v)
     metrics = {k: float(np.mean(v)) for k, v in timing.items()}
     return {"results": pa.Table.from_pylist(rows), "quantized": stored, "metrics": metrics}
 

@@ -29,11 +29,12 @@ from torch import Tensor
 from models.tinylm import TinyLMSpec
 from tasks.evaluation.seeds import arm_table, claims_metrics, interval_fields, paired, verdict
 from tasks.platform.report import Claim, Report, report_outputs
+from tasks.platform.stage import EXECUTION_ONLY
 from tasks.quant.fakequant import WeightQuant, weight_bits
 from tasks.quant.resq import mixed_layer, resq_projection
 from tasks.quant.rotation import spinquant_arm, w4a4_layers
 from tasks.quant.tinylm import bits_per_char, capture_inputs, linear_layers, load_tinylm, outlier_stats, split_tokens
-from tasks.quant.tinylm import models_line, outlier_note, swap_linears, with_kv_quant
+from tasks.quant.tinylm import map_seeds, models_line, outlier_note, swap_linears, with_kv_quant
 from tasks.train import torch_threads, unpack_seeds
 
 ARMS = ("fp32", "rtn", "spinquant", "rot4", "resq", "resq_random", "resq_channels", "uniform45")
@@ -51,7 +52,8 @@ class ResQParams(BaseModel):
         n_calib: calibration passages (train split) for the PCA.
         clip: per-token activation clip ratio.
         kv_bits: KV-cache bits of the ``*_kv`` arms (paper: W4A4KV4); None = no KV arms.
-        threads: torch threads.
+        threads: torch threads (per worker).
+        workers: model seeds run at once, each in its own spawned process (execution only: same results, same cache key).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,54 +67,64 @@ class ResQParams(BaseModel):
     clip: float = Field(default=1.0, gt=0, le=1)
     kv_bits: int | None = Field(default=4, ge=2, le=16)
     threads: int | None = Field(default=None, ge=1)
+    workers: int = Field(default=1, ge=1, json_schema_extra=EXECUTION_ONLY)
+
+
+def _quantize_seed(params: ResQParams, spec: TinyLMSpec, seed: int, sd: dict[str, Tensor],
+                   passages: pa.Table) -> tuple[list[dict], list[dict]]:
+    """One model seed of :func:`resq_quantize` (its own process when ``params.workers`` > 1): arm rows, outlier rows."""
+    test, calib = split_tokens(passages, "test"), split_tokens(passages, "train")[: params.n_calib]
+    lo, hi, ab = params.low_bits, params.high_bits, (params.low_bits, params.high_bits)
+    fmt4 = WeightQuant(bits=lo, group=None, symmetric=True)
+    rows, out_rows = [], []
+    with torch_threads(params.threads):
+        model = load_tinylm(spec, sd, f"weights seed {seed}")
+        names = model.linear_names()
+        mods = linear_layers(model, names)
+        xs = capture_inputs(model, calib, names)
+        out_rows += [{"seed": seed, "layer": n, **outlier_stats(xs[n])} for n in names]
+        n_w = sum(mods[n].weight.numel() for n in names)
+        w4_bits = sum(weight_bits(tuple(mods[n].weight.shape), fmt4) for n in names)
+
+        def row(arm: str, m, layers: dict, bits: float, draw: int = -1) -> None:
+            for name, lay in ((arm, layers), (f"{arm}_kv", None)):
+                if name != arm and (params.kv_bits is None or name not in KV_ARMS):
+                    continue
+                lay = layers if lay is not None else with_kv_quant(m, layers, params.kv_bits)
+                rows.append({"seed": seed, "arm": name, "draw": draw, "bits_per_weight": bits / n_w,
+                             "test_bpc": bits_per_char(swap_linears(m, lay), test)})
+
+        row("fp32", model, {}, 32.0 * n_w)
+        row("rtn", model, w4a4_layers(model, fmt4, lo, params.clip), w4_bits)
+        for draw in range(params.n_draws):
+            g = torch.Generator().manual_seed(10_000 * seed + 100 * draw + 1)  # the spinquant paper's Hadamard draws
+            rot, layers = spinquant_arm(model, "hadamard", g, fmt4, lo, params.clip)
+            row("spinquant", rot, layers, w4_bits, draw)
+        # PAPER: ResQ and its controls, one projection per linear input
+        arms = {"rot4": ("random", 0, True, None), "resq": ("pca", None, True, None),
+                "resq_random": ("random", None, True, None), "resq_channels": ("channels", None, False, None),
+                "uniform45": ("random", 0, True, params.levels)}
+        for arm, (sub, r_fix, rotate, levels) in arms.items():
+            g = torch.Generator().manual_seed(20_000 * seed + ARMS.index(arm))
+            layers, bits = {}, 0.0
+            for n in names:
+                w = mods[n].weight.detach()
+                r = w.shape[1] // params.rank_div if r_fix is None else r_fix
+                proj = resq_projection(xs[n], r, sub, g, rotate)
+                layers[n], b = mixed_layer(w, proj, r, (lo, hi), ab, levels, n)
+                bits += b
+            row(arm, model, layers, bits)
+    return rows, out_rows
 
 
 def resq_quantize(params: ResQParams, *, weights: dict[str, Tensor], train_metrics: dict,
                   passages: pa.Table) -> dict[str, object]:
     """Stage core: held-out W4A4 bits/char and bits per weight of every arm on every seed; outlier statistics."""
     spec = TinyLMSpec(**train_metrics["spec"])
-    test, calib = split_tokens(passages, "test"), split_tokens(passages, "train")[: params.n_calib]
-    lo, hi, ab = params.low_bits, params.high_bits, (params.low_bits, params.high_bits)
-    fmt4 = WeightQuant(bits=lo, group=None, symmetric=True)
     rows, out_rows = [], []
-    with torch_threads(params.threads):
-        for seed, sd in unpack_seeds(weights).items():
-            model = load_tinylm(spec, sd, f"weights seed {seed}")
-            names = model.linear_names()
-            mods = linear_layers(model, names)
-            xs = capture_inputs(model, calib, names)
-            out_rows += [{"seed": seed, "layer": n, **outlier_stats(xs[n])} for n in names]
-            n_w = sum(mods[n].weight.numel() for n in names)
-            w4_bits = sum(weight_bits(tuple(mods[n].weight.shape), fmt4) for n in names)
-
-            def row(arm: str, m, layers: dict, bits: float, draw: int = -1) -> None:
-                for name, lay in ((arm, layers), (f"{arm}_kv", None)):
-                    if name != arm and (params.kv_bits is None or name not in KV_ARMS):
-                        continue
-                    lay = layers if lay is not None else with_kv_quant(m, layers, params.kv_bits)
-                    rows.append({"seed": seed, "arm": name, "draw": draw, "bits_per_weight": bits / n_w,
-                                 "test_bpc": bits_per_char(swap_linears(m, lay), test)})
-
-            row("fp32", model, {}, 32.0 * n_w)
-            row("rtn", model, w4a4_layers(model, fmt4, lo, params.clip), w4_bits)
-            for draw in range(params.n_draws):
-                g = torch.Generator().manual_seed(10_000 * seed + 100 * draw + 1)  # the spinquant paper's Hadamard draws
-                rot, layers = spinquant_arm(model, "hadamard", g, fmt4, lo, params.clip)
-                row("spinquant", rot, layers, w4_bits, draw)
-            # PAPER: ResQ and its controls, one projection per linear input
-            arms = {"rot4": ("random", 0, True, None), "resq": ("pca", None, True, None),
-                    "resq_random": ("random", None, True, None), "resq_channels": ("channels", None, False, None),
-                    "uniform45": ("random", 0, True, params.levels)}
-            for arm, (sub, r_fix, rotate, levels) in arms.items():
-                g = torch.Generator().manual_seed(20_000 * seed + ARMS.index(arm))
-                layers, bits = {}, 0.0
-                for n in names:
-                    w = mods[n].weight.detach()
-                    r = w.shape[1] // params.rank_div if r_fix is None else r_fix
-                    proj = resq_projection(xs[n], r, sub, g, rotate)
-                    layers[n], b = mixed_layer(w, proj, r, (lo, hi), ab, levels, n)
-                    bits += b
-                row(arm, model, layers, bits)
+    calls = [(params, spec, seed, sd, passages) for seed, sd in unpack_seeds(weights).items()]
+    for r, o in map_seeds(_quantize_seed, calls, params.workers):
+        rows, out_rows = rows + r, out_rows + o
     return {"results": pa.Table.from_pylist(rows), "outliers": pa.Table.from_pylist(out_rows)}
 
 

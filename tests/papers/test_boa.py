@@ -24,6 +24,12 @@ def test_quantize_core_arms_codes_and_errors():
     codes = out["quantized"]["0.w2.model.layers.0.self_attn.q_proj.codes"]
     assert codes.dtype == torch.uint8 and int(codes.max()) <= 3
     assert set(out["metrics"]) >= {"boa_w2_s", "gptq_w2_s", "rtn_w4_s"}
+    # seeds in 2 spawned worker processes: the same rows and the same stored codes as one process
+    two = boa_run(BoAParams(bits=(2, 4), n_calib=8, n_attn=4, workers=2), weights=weights,
+                  train_metrics={"spec": SPEC.model_dump()}, passages=_passages())
+    assert two["results"].equals(out["results"])
+    assert two["quantized"].keys() == out["quantized"].keys()
+    assert all(torch.equal(two["quantized"][k], v) for k, v in out["quantized"].items())
 
 
 def _inputs(gain2: float, gain4: float) -> dict:

@@ -37,6 +37,10 @@ def test_quantize_core_runs_every_arm_with_exact_bits():
     assert bpw["resq"] == bpw["resq_random"] == bpw["resq_channels"] > bpw["rtn"] == bpw["rot4"] == bpw["spinquant"]
     assert all(r["test_bpc"] > 0 for r in rows)
     assert len(out["outliers"]) == 2 * 7
+    # seeds in 2 spawned worker processes: the same rows as one process
+    two = resq_quantize(ResQParams(n_draws=1, n_calib=8, workers=2), weights=weights, train_metrics=tm,
+                        passages=_passages())
+    assert two["results"].equals(out["results"]) and two["outliers"].equals(out["outliers"])
 
 
 def _inputs(gain: float, kv: bool = False) -> dict:
