@@ -1,0 +1,362 @@
+/* Exact fp32-activation low-bit matmul on AMX-BF16: y = x @ dequantize(w).T (kernels/quant/native_amx.py).
+ *
+ * Why it is exact (the contract of the fp32 `native` kernel, up to fp32 summation order):
+ *  - every weight code value d = u - z is a small integer: int4 |d| <= 15, int8 |d| <= 255, so it is exactly
+ *    a bf16 (8-bit significand);
+ *  - every fp32 activation is split into three bf16 parts, x = hi + mid + lo, by truncation:
+ *    hi = x with the low 16 bits cleared (the top 8 significand bits), r = x - hi (exact in fp32: it has at
+ *    most the 16 remaining significand bits), mid = r with the low 16 bits cleared, lo = r - mid (exact: the
+ *    last 8 bits, a bf16). Truncation instead of round-to-nearest keeps the argument the same and cannot
+ *    overflow to inf near FLT_MAX;
+ *  - a product d * part has at most 8 + 8 significand bits, so it is exact in fp32; TDPBF16PS accumulates
+ *    those exact products in fp32, so sum_k d_k x_k comes out with fp32 accumulation rounding only, like any
+ *    fp32 kernel. The group scale is applied after each group of 32 codes (or up to 8 steps of 32 when the
+ *    group is larger): acc += C * s with fp32 FMAs.
+ * Caveats (assumptions, documented in docs/kernels.md): TDPBF16PS treats bf16 denormal inputs as zero and
+ * flushes denormal outputs, so a part below 2^-126 is lost: activations with |x| < ~2^-102 (about 2e-31) lose
+ * their low bits (an absolute error below ~1e-38 per term). Non-finite x: hi = x (inf, or a quiet NaN),
+ * mid = lo = 0, so inf * 0 gives NaN as in the fp32 reference.
+ *
+ * Layout. AMX computes C[m][n] += sum_k A[m][k] B[k][n] with A a plain row-major (16 x 32 bf16) tile and B in
+ * VNNI pairs (16 rows of 16 x (k, k+1) bf16 pairs). The weight is the A operand (rows = output rows): one
+ * A row is 32 consecutive codes of one weight row in natural k order, so the packed codes never need a
+ * transpose (int4: byte j holds codes 2j, 2j+1 = one bf16 pair). x is the B operand, prepared once per call
+ * as VNNI pairs (n = batch column). Two A tiles (32 weight rows) share each B load.
+ *  - batch <= 5 ("packed"): one B tile holds the three parts side by side as 3*batch columns; one TDPBF16PS
+ *    per step and A tile; the three partial sums are added once per output at the end;
+ *  - batch > 5 ("split"): per chunk of 16 batch rows, three B tiles (hi, mid, lo) accumulate into the same C.
+ * Weight conversion (per 32 codes of one row, AVX-512): int4: vpmovzxbd, a shift and a vpternlogd put
+ * (low nibble, high nibble) in the two words of each dword, [a vpsubw of z - 15 when asymmetric] and one
+ * vpermw looks the bf16 of (u - z) up in a 32-entry table. int8: two vpmovzxbd + vcvtdq2ps, a subtraction of
+ * the zero point in fp32 (exact), vcvtne2ps2bf16 (exact: the values are integers <= 255 in magnitude).
+ * Supported: bits 4 or 8, group % 32 == 0, or one group per row (group == in, any width: the last step is
+ * zero padded). Anything else returns 2 (the Python side checks first).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AVX512VL__)
+#define QAMX 1
+#include <immintrin.h>
+#endif
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define KC 8  /* K-steps (of 32 codes) converted per block: 32 rows x 8 x 64 B = 16 KB of A tiles in L1 */
+
+static int g_perm = -2;  /* -2: not asked yet; 0: granted; -1: refused or not built */
+
+/* Ask the kernel for AMX tile data permission (once per process; it covers every thread). 0 = usable. */
+int qamx_init(void) {
+#ifdef QAMX
+    if (g_perm == -2)
+        g_perm = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 ? 0 : -1;
+    return g_perm;
+#else
+    return -1;
+#endif
+}
+
+#ifdef QAMX
+typedef struct {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) tilecfg_t;
+
+static void load_config(void) {
+    tilecfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int t = 0; t < 7; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }  /* every tile 16 x 64 B */
+    _tile_loadconfig(&cfg);
+}
+
+static inline uint16_t bf16_of_int(int v) {  /* exact for |v| <= 256 */
+    float f = (float)v;
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return (uint16_t)(b >> 16);
+}
+
+static inline float f32_of_fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+/* The three bf16 parts of x (as fp32 bit patterns with the low 16 bits zero). */
+static inline void split3(float x, uint32_t *hi, uint32_t *mid, uint32_t *lo) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    if ((b & 0x7F800000u) == 0x7F800000u) {  /* inf / NaN: keep it in hi (NaN made quiet), no residual */
+        *hi = (b & 0x007FFFFFu) ? ((b & 0xFFFF0000u) | 0x00400000u) : b;
+        *mid = *lo = 0;
+        return;
+    }
+    uint32_t h = b & 0xFFFF0000u;
+    float hf, r, mf, l;
+    memcpy(&hf, &h, 4);
+    r = x - hf;  /* exact */
+    uint32_t rb;
+    memcpy(&rb, &r, 4);
+    uint32_t m = rb & 0xFFFF0000u;
+    memcpy(&mf, &m, 4);
+    l = r - mf;  /* exact, a bf16 */
+    uint32_t lb;
+    memcpy(&lb, &l, 4);
+    *hi = h;
+    *mid = m;
+    *lo = lb;
+}
+
+/* x (batch, in) -> B tiles. Tile t of step s starts at xs + (s * ntiles + t) * 512 (uint16); row kp, column n
+ * holds the pair (part(x[row(n)][32s + 2kp]), part(x[row(n)][32s + 2kp + 1])). packed: column p*batch + b of
+ * tile 0; split: tile 3c + p, column b - 16c. */
+static void prepare_x(const float *x, uint16_t *xs, int64_t in, int64_t batch, int64_t nsteps, int ntiles, int packed) {
+    memset(xs, 0, (size_t)nsteps * ntiles * 1024);
+    for (int64_t b = 0; b < batch; b++) {
+        const float *row = x + b * in;
+        for (int64_t k = 0; k < in; k++) {
+            uint32_t part[3];
+            split3(row[k], &part[0], &part[1], &part[2]);
+            int64_t s = k >> 5, kp = (k & 31) >> 1, j = k & 1;
+            for (int p = 0; p < 3; p++) {
+                int t, col;
+                if (packed) { t = 0; col = (int)(p * batch + b); }
+                else { t = (int)(3 * (b >> 4) + p); col = (int)(b & 15); }
+                xs[(s * ntiles + t) * 512 + kp * 32 + col * 2 + j] = (uint16_t)(part[p] >> 16);
+            }
+        }
+    }
+}
+
+/* Scalar conversion of one (possibly partial) step of one row: used for the zero-padded last step of a
+ * per-row group whose width is not a multiple of 32. */
+static void convert_tail(const uint8_t *rowcodes, int64_t k0, int64_t in, int bits, int z, uint16_t *dst) {
+    for (int i = 0; i < 32; i++) {
+        int64_t k = k0 + i;
+        int d = 0;
+        if (k < in) {
+            int u = bits == 8 ? rowcodes[k] : ((rowcodes[k >> 1] >> ((k & 1) * 4)) & 15);
+            d = u - z;
+        }
+        dst[i] = bf16_of_int(d);
+    }
+}
+
+typedef struct {
+    const float *sc;    /* scales of the 32 rows as fp32: sc[r * sstride + g] */
+    int64_t sstride;
+} rowscales_t;
+
+static int run(const float *x, const uint8_t *codes, const void *scales, int scale_f16, const uint8_t *zeros,
+               float *y, int64_t out, int64_t in, int bits, int64_t group, int64_t batch, int threads) {
+    const int64_t ng = in / group;
+    const int64_t nsteps = (in + 31) / 32;
+    const int64_t G = group % 32 == 0 ? group / 32 : nsteps;  /* steps per group (one group per row: all) */
+    const int64_t rowbytes = bits == 8 ? in : in / 2;
+    const int64_t stepbytes = bits == 8 ? 32 : 16;
+    const int64_t fullsteps = in / 32;  /* steps with 32 real codes */
+    const int packed = batch <= 5;
+    const int64_t nchunks = packed ? 1 : (batch + 15) / 16;
+    const int ntiles = packed ? 1 : (int)(3 * nchunks);
+    const int64_t nblocks = (out + 31) / 32;
+
+    uint16_t *xs = aligned_alloc(64, (size_t)nsteps * ntiles * 1024);
+    if (!xs) return 3;
+    prepare_x(x, xs, in, batch, nsteps, ntiles, packed);
+
+    /* int4 lookup tables: bf16 of (i - 8) (symmetric, index = code) or of (i - 15) (index = code - z + 15) */
+    uint16_t tab_sym[32], tab_asym[32];
+    for (int i = 0; i < 32; i++) {
+        tab_sym[i] = bf16_of_int(i < 16 ? i - 8 : 0);
+        tab_asym[i] = bf16_of_int(i < 31 ? i - 15 : 0);
+    }
+    int status = 0;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        load_config();
+        uint16_t *abuf = aligned_alloc(64, KC * 2048);               /* KC steps x 2 A tiles of 16 x 32 bf16 */
+        float *cbuf = aligned_alloc(64, 2 * 256 * sizeof(float));     /* the two C tiles of one flush */
+        float *acc = aligned_alloc(64, (size_t)nchunks * 512 * sizeof(float));  /* [chunk][32 rows][16] */
+        float *sbuf = aligned_alloc(64, (size_t)(32 * ng + 16) * sizeof(float));  /* fp16 scales as fp32 */
+        uint32_t *zbuf = aligned_alloc(64, (size_t)(32 * ng + 16) * sizeof(uint32_t));  /* per (row, group) */
+        const int ok = abuf && cbuf && acc && sbuf && zbuf;
+        {
+            const __m512i tsym = _mm512_loadu_si512(tab_sym), tasym = _mm512_loadu_si512(tab_asym);
+            const __m512i nib = _mm512_set1_epi32(0x000F000F);
+#pragma omp for schedule(static)
+            for (int64_t blk = 0; blk < nblocks; blk++) {
+                if (!ok) {  /* every thread still reaches the worksharing loop */
+#pragma omp atomic write
+                    status = 3;
+                    continue;
+                }
+                const int64_t o0 = blk * 32;
+                const int nrows = (int)(out - o0 < 32 ? out - o0 : 32);
+                /* scales as fp32 [r][g]; zero points as what the conversion subtracts */
+                rowscales_t rs;
+                if (scale_f16) {
+                    const uint16_t *s16 = (const uint16_t *)scales;
+                    for (int r = 0; r < nrows; r++) {
+                        const uint16_t *src = s16 + (o0 + r) * ng;
+                        float *dst = sbuf + r * ng;
+                        int64_t g = 0;
+                        for (; g + 16 <= ng; g += 16)
+                            _mm512_storeu_ps(dst + g, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + g))));
+                        for (; g < ng; g++) dst[g] = f32_of_fp16(src[g]);
+                    }
+                    rs.sc = sbuf;
+                } else {
+                    rs.sc = (const float *)scales + o0 * ng;
+                }
+                rs.sstride = ng;
+                if (zeros) {
+                    for (int r = 0; r < nrows; r++) {
+                        const uint8_t *zr = zeros + (o0 + r) * ng;
+                        uint32_t *dst = zbuf + r * ng;
+                        for (int64_t g = 0; g < ng; g++) {
+                            if (bits == 4) {  /* the word z - 15, twice */
+                                uint32_t w = (uint16_t)(zr[g] - 15);
+                                dst[g] = w | (w << 16);
+                            } else {  /* z as fp32 */
+                                float f = (float)zr[g];
+                                memcpy(&dst[g], &f, 4);
+                            }
+                        }
+                    }
+                }
+                memset(acc, 0, (size_t)nchunks * 512 * sizeof(float));
+
+                for (int64_t s0 = 0; s0 < nsteps; s0 += KC) {
+                    const int64_t s1 = s0 + KC < nsteps ? s0 + KC : nsteps;
+                    /* prefetch the next block of steps of these rows */
+                    if (s1 < nsteps) {
+                        const int64_t off = s1 * stepbytes;
+                        const int64_t len = (s1 + KC < nsteps ? KC : nsteps - s1) * stepbytes;
+                        for (int r = 0; r < nrows; r++)
+                            for (int64_t b = 0; b < len; b += 64)
+                                _mm_prefetch((const char *)(codes + (o0 + r) * rowbytes + off + b), _MM_HINT_T0);
+                    }
+                    /* convert the A tiles: abuf[step - s0][tile 0/1][16 rows][32 bf16] */
+                    for (int r = 0; r < 32; r++) {
+                        uint16_t *dstbase = abuf + (r >> 4) * 512 + (r & 15) * 32;
+                        if (r >= nrows) {
+                            for (int64_t s = s0; s < s1; s++)
+                                _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_setzero_si512());
+                            continue;
+                        }
+                        const uint8_t *rc = codes + (o0 + r) * rowbytes;
+                        const int64_t sfull = s1 < fullsteps ? s1 : fullsteps;
+                        if (bits == 4) {
+                            if (zeros) {
+                                const uint32_t *zr = zbuf + r * ng;
+                                for (int64_t s = s0; s < sfull; s++) {
+                                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 16)));
+                                    __m512i w = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), nib, 0xA8);
+                                    w = _mm512_sub_epi16(w, _mm512_set1_epi32((int)zr[s / G]));
+                                    _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_permutexvar_epi16(w, tasym));
+                                }
+                            } else {
+                                for (int64_t s = s0; s < sfull; s++) {
+                                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 16)));
+                                    __m512i w = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), nib, 0xA8);
+                                    _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_permutexvar_epi16(w, tsym));
+                                }
+                            }
+                        } else {
+                            const float *zr = (const float *)(zbuf + r * ng);
+                            for (int64_t s = s0; s < sfull; s++) {
+                                __m512 zf = zeros ? _mm512_set1_ps(zr[s / G]) : _mm512_set1_ps(128.0f);
+                                __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32))));
+                                __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32 + 16))));
+                                __m512bh h = _mm512_cvtne2ps_pbh(_mm512_sub_ps(b, zf), _mm512_sub_ps(a, zf));
+                                _mm512_store_si512(dstbase + (s - s0) * 1024, (__m512i)h);
+                            }
+                        }
+                        for (int64_t s = sfull; s < s1; s++) {  /* the partial last step (one group per row) */
+                            int z = zeros ? zeros[(o0 + r) * ng + s / G] : (1 << (bits - 1));
+                            convert_tail(rc, s * 32, in, bits, z, dstbase + (s - s0) * 1024);
+                        }
+                    }
+                    /* the tile products; flush C (scale, accumulate) at each group end and at the block end */
+                    for (int64_t c = 0; c < nchunks; c++) {
+                        const uint16_t *xc = xs + 3 * c * 512;
+                        float *ac = acc + c * 512;
+                        int fresh = 1;
+                        for (int64_t s = s0; s < s1; s++) {
+                            if (fresh) { _tile_zero(0); _tile_zero(1); fresh = 0; }
+                            const uint16_t *at = abuf + (s - s0) * 1024;
+                            _tile_loadd(2, at, 64);
+                            _tile_loadd(3, at + 512, 64);
+                            if (packed) {
+                                _tile_loadd(4, xs + s * 512, 64);
+                                _tile_dpbf16ps(0, 2, 4);
+                                _tile_dpbf16ps(1, 3, 4);
+                            } else {
+                                const uint16_t *xt = xc + s * ntiles * 512;
+                                _tile_loadd(4, xt, 64);
+                                _tile_loadd(5, xt + 512, 64);
+                                _tile_loadd(6, xt + 1024, 64);
+                                _tile_dpbf16ps(0, 2, 4);
+                                _tile_dpbf16ps(1, 3, 4);
+                                _tile_dpbf16ps(0, 2, 5);
+                                _tile_dpbf16ps(1, 3, 5);
+                                _tile_dpbf16ps(0, 2, 6);
+                                _tile_dpbf16ps(1, 3, 6);
+                            }
+                            if ((s + 1) % G == 0 || s + 1 == s1) {
+                                const int64_t g = s / G;
+                                _tile_stored(0, cbuf, 64);
+                                _tile_stored(1, cbuf + 256, 64);
+                                for (int r = 0; r < nrows; r++)
+                                    _mm512_store_ps(ac + r * 16, _mm512_fmadd_ps(_mm512_load_ps(cbuf + r * 16),
+                                                    _mm512_set1_ps(rs.sc[r * rs.sstride + g]),
+                                                    _mm512_load_ps(ac + r * 16)));
+                                fresh = 1;
+                            }
+                        }
+                    }
+                }
+                /* write y (batch, out) */
+                if (packed) {
+                    for (int64_t b = 0; b < batch; b++)
+                        for (int r = 0; r < nrows; r++) {
+                            const float *a = acc + r * 16;
+                            y[b * out + o0 + r] = (a[b] + a[batch + b]) + a[2 * batch + b];
+                        }
+                } else {
+                    for (int64_t b = 0; b < batch; b++) {
+                        const float *a = acc + (b >> 4) * 512 + (b & 15);
+                        for (int r = 0; r < nrows; r++) y[b * out + o0 + r] = a[r * 16];
+                    }
+                }
+            }
+        }
+        _tile_release();
+        free(abuf); free(cbuf); free(acc); free(sbuf); free(zbuf);
+    }
+    free(xs);
+    return status;
+}
+#endif
+
+/* Same arguments as quant_gemm_f32 (quant_cpu.c). Returns 0, 1 (no AMX: not built or permission refused),
+ * 2 (unsupported format) or 3 (out of memory). */
+int qamx_gemm_f32(const float *x, const uint8_t *codes, const void *scales, int scale_f16, const uint8_t *zeros,
+                  float *y, int64_t out, int64_t in, int bits, int64_t group, int64_t batch, int threads) {
+#ifdef QAMX
+    if (qamx_init() != 0) return 1;
+    if ((bits != 4 && bits != 8) || group <= 0 || in % group || (group % 32 && group != in)) return 2;
+    if (batch <= 0 || out <= 0) return 0;
+    return run(x, codes, scales, scale_f16, zeros, y, out, in, bits, group, batch, threads < 1 ? 1 : threads);
+#else
+    (void)x; (void)codes; (void)scales; (void)scale_f16; (void)zeros; (void)y; (void)out; (void)in;
+    (void)bits; (void)group; (void)batch; (void)threads;
+    return 1;
+#endif
+}
