@@ -46,7 +46,15 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
-#define KC 8  /* K-steps (of 32 codes) converted per block: 32 rows x 8 x 64 B = 16 KB of A tiles in L1 */
+#ifndef ROWS
+#define ROWS 64   /* weight rows per block (4 row tiles of 16): every B load serves 4 row tiles (128, 256: slower) */
+#endif
+#ifndef KC
+#define KC 4      /* K-steps (of 32 codes) converted per block: 64 rows x 4 x 64 B = 16 KB of A tiles in L1 */
+#endif
+#ifndef PFD
+#define PFD 8     /* prefetch distance in K-steps */
+#endif
 
 static int g_perm = -2;  /* -2: not asked yet; 0: granted; -1: refused or not built */
 
@@ -87,47 +95,46 @@ static inline uint16_t bf16_of_int(int v) {  /* exact for |v| <= 256 */
 
 static inline float f32_of_fp16(uint16_t h) { return _cvtsh_ss(h); }
 
-/* The three bf16 parts of x (as fp32 bit patterns with the low 16 bits zero). */
-static inline void split3(float x, uint32_t *hi, uint32_t *mid, uint32_t *lo) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    if ((b & 0x7F800000u) == 0x7F800000u) {  /* inf / NaN: keep it in hi (NaN made quiet), no residual */
-        *hi = (b & 0x007FFFFFu) ? ((b & 0xFFFF0000u) | 0x00400000u) : b;
-        *mid = *lo = 0;
-        return;
-    }
-    uint32_t h = b & 0xFFFF0000u;
-    float hf, r, mf, l;
-    memcpy(&hf, &h, 4);
-    r = x - hf;  /* exact */
-    uint32_t rb;
-    memcpy(&rb, &r, 4);
-    uint32_t m = rb & 0xFFFF0000u;
-    memcpy(&mf, &m, 4);
-    l = r - mf;  /* exact, a bf16 */
-    uint32_t lb;
-    memcpy(&lb, &l, 4);
-    *hi = h;
-    *mid = m;
-    *lo = lb;
-}
-
 /* x (batch, in) -> B tiles. Tile t of step s starts at xs + (s * ntiles + t) * 512 (uint16); row kp, column n
  * holds the pair (part(x[row(n)][32s + 2kp]), part(x[row(n)][32s + 2kp + 1])). packed: column p*batch + b of
- * tile 0; split: tile 3c + p, column b - 16c. */
+ * tile 0; split: tile 3c + p, column b - 16c. Per 32 activations and part: the split in fp32 bit operations,
+ * one vcvtne2ps2bf16 (exact: the parts have no bits below bf16's; NaN stays NaN) and one dword scatter down
+ * the tile's column. */
 static void prepare_x(const float *x, uint16_t *xs, int64_t in, int64_t batch, int64_t nsteps, int ntiles, int packed) {
     memset(xs, 0, (size_t)nsteps * ntiles * 1024);
+    const int64_t fullsteps = in / 32;
+    const __m512i top = _mm512_set1_epi32((int)0xFFFF0000u), expo = _mm512_set1_epi32(0x7F800000);
+    const __m512i rowidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32(16));  /* dword offset of tile row kp */
+    float tailbuf[32] __attribute__((aligned(64)));
     for (int64_t b = 0; b < batch; b++) {
         const float *row = x + b * in;
-        for (int64_t k = 0; k < in; k++) {
-            uint32_t part[3];
-            split3(row[k], &part[0], &part[1], &part[2]);
-            int64_t s = k >> 5, kp = (k & 31) >> 1, j = k & 1;
+        for (int64_t s = 0; s < nsteps; s++) {
+            const float *src = row + s * 32;
+            if (s >= fullsteps) {  /* zero-padded last step */
+                memset(tailbuf, 0, sizeof tailbuf);
+                memcpy(tailbuf, src, (size_t)(in - s * 32) * sizeof(float));
+                src = tailbuf;
+            }
+            __m512 v[2], part[3][2];
+            v[0] = _mm512_loadu_ps(src);
+            v[1] = _mm512_loadu_ps(src + 16);
+            for (int h = 0; h < 2; h++) {
+                const __m512i xb = _mm512_castps_si512(v[h]);
+                const __mmask16 fin = _mm512_cmpneq_epi32_mask(_mm512_and_si512(xb, expo), expo);
+                const __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(xb, top));
+                const __m512 r = _mm512_sub_ps(v[h], hi);  /* exact */
+                const __m512 mid = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r), top));
+                part[0][h] = _mm512_mask_blend_ps(fin, v[h], hi);  /* inf / NaN: the value itself */
+                part[1][h] = _mm512_maskz_mov_ps(fin, mid);
+                part[2][h] = _mm512_maskz_mov_ps(fin, _mm512_sub_ps(r, mid));  /* exact */
+            }
             for (int p = 0; p < 3; p++) {
                 int t, col;
                 if (packed) { t = 0; col = (int)(p * batch + b); }
                 else { t = (int)(3 * (b >> 4) + p); col = (int)(b & 15); }
-                xs[(s * ntiles + t) * 512 + kp * 32 + col * 2 + j] = (uint16_t)(part[p] >> 16);
+                const __m512i words = (__m512i)_mm512_cvtne2ps_pbh(part[p][1], part[p][0]);  /* k order */
+                _mm512_i32scatter_epi32((int *)(xs + (s * ntiles + t) * 512) + col, rowidx, words, 4);
             }
         }
     }
@@ -147,10 +154,20 @@ static void convert_tail(const uint8_t *rowcodes, int64_t k0, int64_t in, int bi
     }
 }
 
-typedef struct {
-    const float *sc;    /* scales of the 32 rows as fp32: sc[r * sstride + g] */
-    int64_t sstride;
-} rowscales_t;
+/* One job: the 16 x 16 product of row tile A (tile AT) with this step's B tiles into C (tile CT), stored to
+ * cb. Consecutive jobs alternate the A and C registers: a tile load into a register the previous TDPBF16PS
+ * still reads costs ~50 cycles against ~23 alternating (measured here), and C is stored after every job. */
+#define JOB_SPLIT(CT, AT, a, cb) do { _tile_loadd(AT, a, 64); _tile_zero(CT); _tile_dpbf16ps(CT, AT, 4); \
+    _tile_dpbf16ps(CT, AT, 5); _tile_dpbf16ps(CT, AT, 6); _tile_stored(CT, cb, 64); } while (0)
+#define JOB_PACKED(CT, AT, BT, a, cb) do { _tile_loadd(AT, a, 64); _tile_zero(CT); \
+    _tile_dpbf16ps(CT, AT, BT); _tile_stored(CT, cb, 64); } while (0)
+
+/* acc[r] += cb[r] * scale of row r (16 rows of one row tile, `valid` of them real) */
+static inline void flush(const float *cb, float *acc, const float *sc, int64_t sstride, int valid) {
+    for (int r = 0; r < valid; r++)
+        _mm512_store_ps(acc + r * 16, _mm512_fmadd_ps(_mm512_load_ps(cb + r * 16), _mm512_set1_ps(sc[r * sstride]),
+                                                      _mm512_load_ps(acc + r * 16)));
+}
 
 static int run(const float *x, const uint8_t *codes, const void *scales, int scale_f16, const uint8_t *zeros,
                float *y, int64_t out, int64_t in, int bits, int64_t group, int64_t batch, int threads) {
@@ -163,7 +180,7 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
     const int packed = batch <= 5;
     const int64_t nchunks = packed ? 1 : (batch + 15) / 16;
     const int ntiles = packed ? 1 : (int)(3 * nchunks);
-    const int64_t nblocks = (out + 31) / 32;
+    const int64_t nblocks = (out + ROWS - 1) / ROWS;
 
     uint16_t *xs = aligned_alloc(64, (size_t)nsteps * ntiles * 1024);
     if (!xs) return 3;
@@ -180,11 +197,11 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         load_config();
-        uint16_t *abuf = aligned_alloc(64, KC * 2048);               /* KC steps x 2 A tiles of 16 x 32 bf16 */
-        float *cbuf = aligned_alloc(64, 2 * 256 * sizeof(float));     /* the two C tiles of one flush */
-        float *acc = aligned_alloc(64, (size_t)nchunks * 512 * sizeof(float));  /* [chunk][32 rows][16] */
-        float *sbuf = aligned_alloc(64, (size_t)(32 * ng + 16) * sizeof(float));  /* fp16 scales as fp32 */
-        uint32_t *zbuf = aligned_alloc(64, (size_t)(32 * ng + 16) * sizeof(uint32_t));  /* per (row, group) */
+        uint16_t *abuf = aligned_alloc(64, KC * ROWS * 64);             /* [step - s0][row tile][16][32] bf16 */
+        float *cbuf = aligned_alloc(64, 2 * 256 * sizeof(float));       /* the C tiles of two consecutive jobs */
+        float *acc = aligned_alloc(64, (size_t)nchunks * ROWS * 16 * sizeof(float));  /* [chunk][row][16] */
+        float *sbuf = aligned_alloc(64, (size_t)(ROWS * ng + 16) * sizeof(float));  /* fp16 scales as fp32 */
+        uint32_t *zbuf = aligned_alloc(64, (size_t)(ROWS * ng + 16) * sizeof(uint32_t));  /* per (row, group) */
         const int ok = abuf && cbuf && acc && sbuf && zbuf;
         {
             const __m512i tsym = _mm512_loadu_si512(tab_sym), tasym = _mm512_loadu_si512(tab_asym);
@@ -196,10 +213,11 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                     status = 3;
                     continue;
                 }
-                const int64_t o0 = blk * 32;
-                const int nrows = (int)(out - o0 < 32 ? out - o0 : 32);
+                const int64_t o0 = blk * ROWS;
+                const int nrows = (int)(out - o0 < ROWS ? out - o0 : ROWS);
+                const int nrt = (nrows + 15) / 16;
                 /* scales as fp32 [r][g]; zero points as what the conversion subtracts */
-                rowscales_t rs;
+                const float *sc;
                 if (scale_f16) {
                     const uint16_t *s16 = (const uint16_t *)scales;
                     for (int r = 0; r < nrows; r++) {
@@ -210,11 +228,10 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                             _mm512_storeu_ps(dst + g, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + g))));
                         for (; g < ng; g++) dst[g] = f32_of_fp16(src[g]);
                     }
-                    rs.sc = sbuf;
+                    sc = sbuf;
                 } else {
-                    rs.sc = (const float *)scales + o0 * ng;
+                    sc = (const float *)scales + o0 * ng;
                 }
-                rs.sstride = ng;
                 if (zeros) {
                     for (int r = 0; r < nrows; r++) {
                         const uint8_t *zr = zeros + (o0 + r) * ng;
@@ -230,24 +247,28 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                         }
                     }
                 }
-                memset(acc, 0, (size_t)nchunks * 512 * sizeof(float));
+                memset(acc, 0, (size_t)nchunks * ROWS * 16 * sizeof(float));
 
                 for (int64_t s0 = 0; s0 < nsteps; s0 += KC) {
                     const int64_t s1 = s0 + KC < nsteps ? s0 + KC : nsteps;
-                    /* prefetch the next block of steps of these rows */
-                    if (s1 < nsteps) {
-                        const int64_t off = s1 * stepbytes;
-                        const int64_t len = (s1 + KC < nsteps ? KC : nsteps - s1) * stepbytes;
-                        for (int r = 0; r < nrows; r++)
-                            for (int64_t b = 0; b < len; b += 64)
-                                _mm_prefetch((const char *)(codes + (o0 + r) * rowbytes + off + b), _MM_HINT_T0);
+                    /* prefetch, PFD steps ahead, the cache lines of these rows that this block first reaches */
+                    if (s1 + PFD <= nsteps) {
+                        const int64_t first = (s0 + PFD) * stepbytes, last = (s1 + PFD) * stepbytes - 1;
+                        for (int r = 0; r < nrows; r++) {
+                            const char *rp = (const char *)(codes + (o0 + r) * rowbytes);
+                            for (int64_t l = (first + 63) / 64; l <= last / 64; l++)
+                                _mm_prefetch(rp + l * 64, _MM_HINT_T0);
+                        }
                     }
-                    /* convert the A tiles: abuf[step - s0][tile 0/1][16 rows][32 bf16] */
-                    for (int r = 0; r < 32; r++) {
+                    /* convert the A tiles */
+                    int64_t gi[KC];  /* group of each step of this block (no division in the row loops) */
+                    for (int64_t s = s0; s < s1; s++) gi[s - s0] = s / G;
+                    for (int r = 0; r < nrt * 16; r++) {
                         uint16_t *dstbase = abuf + (r >> 4) * 512 + (r & 15) * 32;
+                        const int64_t sstep = ROWS * 32;  /* uint16 per step in abuf */
                         if (r >= nrows) {
                             for (int64_t s = s0; s < s1; s++)
-                                _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_setzero_si512());
+                                _mm512_store_si512(dstbase + (s - s0) * sstep, _mm512_setzero_si512());
                             continue;
                         }
                         const uint8_t *rc = codes + (o0 + r) * rowbytes;
@@ -258,67 +279,67 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                                 for (int64_t s = s0; s < sfull; s++) {
                                     __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 16)));
                                     __m512i w = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), nib, 0xA8);
-                                    w = _mm512_sub_epi16(w, _mm512_set1_epi32((int)zr[s / G]));
-                                    _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_permutexvar_epi16(w, tasym));
+                                    w = _mm512_sub_epi16(w, _mm512_set1_epi32((int)zr[gi[s - s0]]));
+                                    _mm512_store_si512(dstbase + (s - s0) * sstep, _mm512_permutexvar_epi16(w, tasym));
                                 }
                             } else {
                                 for (int64_t s = s0; s < sfull; s++) {
                                     __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 16)));
                                     __m512i w = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), nib, 0xA8);
-                                    _mm512_store_si512(dstbase + (s - s0) * 1024, _mm512_permutexvar_epi16(w, tsym));
+                                    _mm512_store_si512(dstbase + (s - s0) * sstep, _mm512_permutexvar_epi16(w, tsym));
                                 }
                             }
                         } else {
                             const float *zr = (const float *)(zbuf + r * ng);
                             for (int64_t s = s0; s < sfull; s++) {
-                                __m512 zf = zeros ? _mm512_set1_ps(zr[s / G]) : _mm512_set1_ps(128.0f);
+                                __m512 zf = zeros ? _mm512_set1_ps(zr[gi[s - s0]]) : _mm512_set1_ps(128.0f);
                                 __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32))));
                                 __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32 + 16))));
                                 __m512bh h = _mm512_cvtne2ps_pbh(_mm512_sub_ps(b, zf), _mm512_sub_ps(a, zf));
-                                _mm512_store_si512(dstbase + (s - s0) * 1024, (__m512i)h);
+                                _mm512_store_si512(dstbase + (s - s0) * sstep, (__m512i)h);
                             }
                         }
                         for (int64_t s = sfull; s < s1; s++) {  /* the partial last step (one group per row) */
-                            int z = zeros ? zeros[(o0 + r) * ng + s / G] : (1 << (bits - 1));
-                            convert_tail(rc, s * 32, in, bits, z, dstbase + (s - s0) * 1024);
+                            int z = zeros ? zeros[(o0 + r) * ng + gi[s - s0]] : (1 << (bits - 1));
+                            convert_tail(rc, s * 32, in, bits, z, dstbase + (s - s0) * sstep);
                         }
                     }
-                    /* the tile products; flush C (scale, accumulate) at each group end and at the block end */
-                    for (int64_t c = 0; c < nchunks; c++) {
-                        const uint16_t *xc = xs + 3 * c * 512;
-                        float *ac = acc + c * 512;
-                        int fresh = 1;
-                        for (int64_t s = s0; s < s1; s++) {
-                            if (fresh) { _tile_zero(0); _tile_zero(1); fresh = 0; }
-                            const uint16_t *at = abuf + (s - s0) * 1024;
-                            _tile_loadd(2, at, 64);
-                            _tile_loadd(3, at + 512, 64);
-                            if (packed) {
-                                _tile_loadd(4, xs + s * 512, 64);
-                                _tile_dpbf16ps(0, 2, 4);
-                                _tile_dpbf16ps(1, 3, 4);
-                            } else {
-                                const uint16_t *xt = xc + s * ntiles * 512;
+                    /* per step and batch chunk: load B once, run every row tile against it, and fold each
+                     * stored C into acc with the group's scales one job later (so the vector FMAs overlap
+                     * the next job's tile work) */
+                    for (int64_t s = s0; s < s1; s++) {
+                        const int64_t g = s / G;
+                        const uint16_t *ablk = abuf + (s - s0) * ROWS * 32;
+                        for (int64_t c = 0; c < nchunks; c++) {
+                            const uint16_t *xt = xs + (s * ntiles + 3 * c) * 512;
+                            float *ac = acc + c * ROWS * 16;
+                            const int breg = (int)(s & 1);
+                            if (!packed) {
                                 _tile_loadd(4, xt, 64);
                                 _tile_loadd(5, xt + 512, 64);
                                 _tile_loadd(6, xt + 1024, 64);
-                                _tile_dpbf16ps(0, 2, 4);
-                                _tile_dpbf16ps(1, 3, 4);
-                                _tile_dpbf16ps(0, 2, 5);
-                                _tile_dpbf16ps(1, 3, 5);
-                                _tile_dpbf16ps(0, 2, 6);
-                                _tile_dpbf16ps(1, 3, 6);
+                            } else if (breg) {
+                                _tile_loadd(5, xt, 64);
+                            } else {
+                                _tile_loadd(4, xt, 64);
                             }
-                            if ((s + 1) % G == 0 || s + 1 == s1) {
-                                const int64_t g = s / G;
-                                _tile_stored(0, cbuf, 64);
-                                _tile_stored(1, cbuf + 256, 64);
-                                for (int r = 0; r < nrows; r++)
-                                    _mm512_store_ps(ac + r * 16, _mm512_fmadd_ps(_mm512_load_ps(cbuf + r * 16),
-                                                    _mm512_set1_ps(rs.sc[r * rs.sstride + g]),
-                                                    _mm512_load_ps(ac + r * 16)));
-                                fresh = 1;
+                            for (int rt = 0; rt < nrt; rt++) {
+                                const uint16_t *a = ablk + rt * 512;
+                                float *cb = cbuf + (rt & 1) * 256;
+                                if (!packed) {
+                                    if (rt & 1) JOB_SPLIT(1, 3, a, cb); else JOB_SPLIT(0, 2, a, cb);
+                                } else if (breg) {
+                                    if (rt & 1) JOB_PACKED(1, 3, 5, a, cb); else JOB_PACKED(0, 2, 5, a, cb);
+                                } else {
+                                    if (rt & 1) JOB_PACKED(1, 3, 4, a, cb); else JOB_PACKED(0, 2, 4, a, cb);
+                                }
+                                if (rt > 0) {
+                                    const int p = rt - 1, valid = nrows - p * 16 < 16 ? nrows - p * 16 : 16;
+                                    flush(cbuf + (p & 1) * 256, ac + p * 256, sc + p * 16 * ng + g, ng, valid);
+                                }
                             }
+                            const int p = nrt - 1, valid = nrows - p * 16 < 16 ? nrows - p * 16 : 16;
+                            flush(cbuf + (p & 1) * 256, ac + p * 256, sc + p * 16 * ng + g, ng, valid);
                         }
                     }
                 }
@@ -331,7 +352,7 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                         }
                 } else {
                     for (int64_t b = 0; b < batch; b++) {
-                        const float *a = acc + (b >> 4) * 512 + (b & 15);
+                        const float *a = acc + (b >> 4) * ROWS * 16 + (b & 15);
                         for (int r = 0; r < nrows; r++) y[b * out + o0 + r] = a[r * 16];
                     }
                 }
