@@ -29,11 +29,9 @@ from kernels.quant.format import NMQuantWeight, QuantWeight
 from kernels.quant.native import _bind
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
-__all__ = ["AUTO_MIN_BATCH", "bind_native_amx", "cpu_has_amx", "handles", "quant_matmul_native_amx"]
+__all__ = ["auto_min_batch", "bind_native_amx", "cpu_has_amx", "handles", "quant_matmul_native_amx"]
 
 SOURCE = Path(__file__).with_name("csrc") / "quant_amx.c"
-#: ``"auto"`` picks this impl from this many rows of x on (measured: see docs/kernels.md, "AMX-BF16, exact")
-AUTO_MIN_BATCH = 2
 
 
 @functools.cache
@@ -119,12 +117,19 @@ def bind_native_amx(w: QuantWeight):
     return _bind(w, _library(), "qamx_gemm_f32")
 
 
+def auto_min_batch(w: QuantWeight) -> int:
+    """Rows of x from which ``"auto"`` prefers this impl to ``native`` (measured, 4096x11008, cold, 1 thread,
+    docs/kernels.md "AMX-BF16, exact"): int4 g = 32 from 2 rows (1.2x native at 2 and 4, 1.6x at 16); other
+    groups and int8, where native's fused batch-1 path and fewer per-group epilogues make it stronger, from 16
+    (int8 per-channel: 0.7-0.9x native at 2-4 rows, ~1.05x at 8, 1.4x at 16). Batch 1: native (about 2x faster)."""
+    return 2 if (w.bits == 4 and w.group == 32) else 16
+
+
 def _supports(w, x: Tensor) -> bool:
-    # auto: fp32 CPU x with AUTO_MIN_BATCH..64 rows and a format the kernel handles (measured rule)
     if x.device.type != "cpu" or x.dtype != torch.float32 or not handles(w):
         return False
     rows = x.numel() // max(1, w.shape[1])
-    return AUTO_MIN_BATCH <= rows <= MAX_BATCH
+    return auto_min_batch(w) <= rows <= MAX_BATCH
 
 
 NATIVE_AMX = register_impl(Impl(
