@@ -163,10 +163,11 @@ static void convert_tail(const uint8_t *rowcodes, int64_t k0, int64_t in, int bi
 /* One job: the 16 x 16 product of row tile A (tile AT) with this step's B tiles into C (tile CT), stored to
  * cb. Consecutive jobs alternate the A and C registers: a tile load into a register the previous TDPBF16PS
  * still reads costs ~50 cycles against ~23 alternating (measured here), and C is stored after every job. */
-#define JOB_SPLIT(CT, AT, a, cb) do { _tile_loadd(AT, a, 64); _tile_zero(CT); _tile_dpbf16ps(CT, AT, 4); \
-    _tile_dpbf16ps(CT, AT, 5); _tile_dpbf16ps(CT, AT, 6); _tile_stored(CT, cb, 64); } while (0)
-#define JOB_PACKED(CT, AT, BT, a, cb) do { _tile_loadd(AT, a, 64); _tile_zero(CT); \
-    _tile_dpbf16ps(CT, AT, BT); _tile_stored(CT, cb, 64); } while (0)
+#define JOB_SPLIT(CT, AT, a, cb, zero, store) do { _tile_loadd(AT, a, 64); if (zero) _tile_zero(CT); \
+    _tile_dpbf16ps(CT, AT, 4); _tile_dpbf16ps(CT, AT, 5); _tile_dpbf16ps(CT, AT, 6); \
+    if (store) _tile_stored(CT, cb, 64); } while (0)
+#define JOB_PACKED(CT, AT, BT, a, cb, zero, store) do { _tile_loadd(AT, a, 64); if (zero) _tile_zero(CT); \
+    _tile_dpbf16ps(CT, AT, BT); if (store) _tile_stored(CT, cb, 64); } while (0)
 
 /* acc[r] += cb[r] * scale of row r (16 rows of one row tile, `valid` of them real) */
 static inline void flush(const float *cb, float *acc, const float *sc, int64_t sstride, int valid) {
@@ -315,7 +316,13 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                      * stored C into acc with the group's scales one job later (so the vector FMAs overlap
                      * the next job's tile work) */
                     for (int64_t s = s0; s < s1; s++) {
-                        const int64_t g = s / G;
+                        const int64_t g = gi[s - s0];
+                        /* with one batch chunk and at most 2 row tiles each row tile owns its C register, so C
+                         * accumulates over the steps of a group inside the block (zeroed at the group's first
+                         * step, stored and folded at its last or at the block end); else every step */
+                        const int keep = nchunks == 1 && ROWS <= 32;
+                        const int zero = !keep || s == s0 || gi[s - s0 - 1] != g;
+                        const int store = !keep || s + 1 == s1 || gi[s - s0 + 1] != g;
                         const uint16_t *ablk = abuf + (s - s0) * ROWS * 32;
                         for (int64_t c = 0; c < nchunks; c++) {
                             const uint16_t *xt = xs + (s * ntiles + 3 * c) * 512;
@@ -334,19 +341,21 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                                 const uint16_t *a = ablk + rt * 512;
                                 float *cb = cbuf + (rt & 1) * 256;
                                 if (!packed) {
-                                    if (rt & 1) JOB_SPLIT(1, 3, a, cb); else JOB_SPLIT(0, 2, a, cb);
+                                    if (rt & 1) JOB_SPLIT(1, 3, a, cb, zero, store); else JOB_SPLIT(0, 2, a, cb, zero, store);
                                 } else if (breg) {
-                                    if (rt & 1) JOB_PACKED(1, 3, 5, a, cb); else JOB_PACKED(0, 2, 5, a, cb);
+                                    if (rt & 1) JOB_PACKED(1, 3, 5, a, cb, zero, store); else JOB_PACKED(0, 2, 5, a, cb, zero, store);
                                 } else {
-                                    if (rt & 1) JOB_PACKED(1, 3, 4, a, cb); else JOB_PACKED(0, 2, 4, a, cb);
+                                    if (rt & 1) JOB_PACKED(1, 3, 4, a, cb, zero, store); else JOB_PACKED(0, 2, 4, a, cb, zero, store);
                                 }
-                                if (rt > 0) {
+                                if (store && rt > 0) {
                                     const int p = rt - 1, valid = nrows - p * 16 < 16 ? nrows - p * 16 : 16;
                                     flush(cbuf + (p & 1) * 256, ac + p * 256, sc + p * 16 * ng + g, ng, valid);
                                 }
                             }
-                            const int p = nrt - 1, valid = nrows - p * 16 < 16 ? nrows - p * 16 : 16;
-                            flush(cbuf + (p & 1) * 256, ac + p * 256, sc + p * 16 * ng + g, ng, valid);
+                            if (store) {
+                                const int p = nrt - 1, valid = nrows - p * 16 < 16 ? nrows - p * 16 : 16;
+                                flush(cbuf + (p & 1) * 256, ac + p * 256, sc + p * 16 * ng + g, ng, valid);
+                            }
                         }
                     }
                 }
