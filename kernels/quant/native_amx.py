@@ -119,10 +119,11 @@ def bind_native_amx(w: QuantWeight):
 
 def auto_min_batch(w: QuantWeight) -> int:
     """Rows of x from which ``"auto"`` prefers this impl to ``native`` (measured, 4096x11008, cold, 1 thread,
-    docs/kernels.md "AMX-BF16, exact"): int4 g = 32 from 2 rows (1.2x native at 2 and 4, 1.6x at 16); other
-    groups and int8, where native's fused batch-1 path and fewer per-group epilogues make it stronger, from 16
-    (int8 per-channel: 0.7-0.9x native at 2-4 rows, ~1.05x at 8, 1.4x at 16). Batch 1: native (about 2x faster)."""
-    return 2 if (w.bits == 4 and w.group == 32) else 16
+    docs/kernels.md "AMX-BF16, exact"): 2 for every handled format (int4 g32 1.2x native at 2 and 4 rows,
+    1.7x at 16; int8 per-channel 1.3x at 2, 1.45x at 3; int4 g128 1.46x at 2). At 1 row ``native``'s fused
+    batch-1 path is about 1.7-2x faster, so it keeps batch 1. (``w`` is the hook for a per-format rule.)"""
+    del w
+    return 2
 
 
 def _supports(w, x: Tensor) -> bool:

@@ -129,8 +129,8 @@ def test_native_limits():
         native.fn(q, torch.randn(65, 64))
     assert select_impl(q, torch.randn(65, 64)).name == "reference"
     # auto takes it only where its vector paths are built (AVX-512); the scalar fallback loses to the reference;
-    # from 16 rows an AMX CPU takes native_amx instead (test_native_amx_limits_and_dispatch)
-    assert select_impl(q, torch.randn(4, 64)).name == ("native" if has_avx512() else "reference")
+    # from 2 rows an AMX CPU takes native_amx instead (test_native_amx_limits_and_dispatch)
+    assert select_impl(q, torch.randn(1, 64)).name == ("native" if has_avx512() else "reference")
     amx = impls()["native_amx"].available()
     assert select_impl(q, torch.randn(16, 64)).name == ("native_amx" if amx else "native" if has_avx512() else "reference")
     assert select_impl(q, torch.randn(16, 64), impl="native").name == "native"
@@ -217,9 +217,9 @@ def test_native_amx_limits_and_dispatch(monkeypatch):
     assert not amx.supports(QuantWeight.quantize(torch.randn(8, 96), bits=4, group=48), torch.randn(16, 96))
     assert not amx.supports(q, torch.randn(16, 64, dtype=torch.bfloat16))
     assert not amx.supports(q, torch.randn(65, 64)) and not amx.supports(q, torch.randn(1, 64))
-    assert amx.supports(q, torch.randn(2, 64))  # int4 g32: from 2 rows (measured)
+    assert amx.supports(q, torch.randn(2, 64))  # from 2 rows (measured); batch 1 stays on native
     q8 = QuantWeight.quantize(torch.randn(8, 64), bits=8)
-    assert not amx.supports(q8, torch.randn(8, 64)) and amx.supports(q8, torch.randn(16, 64))
+    assert not amx.supports(q8, torch.randn(1, 64)) and amx.supports(q8, torch.randn(2, 3, 64))
     if not amx.available():
         assert select_impl(q, torch.randn(16, 64)).name != "native_amx"
         with pytest.raises(RuntimeError, match="not available"):

@@ -96,7 +96,7 @@ def test_decode_steps_go_through_the_native_kernel():
         pytest.skip("native impl not built")
     params = ServeQuantParams(batch_sizes=(1, 2), prompt_len=3, new_tokens=3, repeats=1, n_calib=4)
     out = serve_tinylm(params, **_inputs())  # auto: the native kernel where its vector paths exist
-    # (on an AMX CPU native_amx from 2 rows for int4 g32: kernels.quant.native_amx.auto_min_batch)
+    # (on an AMX CPU native_amx from 2 rows: kernels.quant.native_amx.auto_min_batch)
     from kernels.quant import QuantWeight, select_impl
 
     q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
