@@ -10,8 +10,8 @@
  *    overflow to inf near FLT_MAX;
  *  - a product d * part has at most 8 + 8 significand bits, so it is exact in fp32; TDPBF16PS accumulates
  *    those exact products in fp32, so sum_k d_k x_k comes out with fp32 accumulation rounding only, like any
- *    fp32 kernel. The group scale is applied after each group of 32 codes (or up to 8 steps of 32 when the
- *    group is larger): acc += C * s with fp32 FMAs.
+ *    fp32 kernel. The group scale is applied at the end of each group, or of each block of 8 K-steps
+ *    (int8: 4) when a group is longer: acc += C * s with fp32 FMAs.
  * Caveats (assumptions, documented in docs/kernels.md): TDPBF16PS treats bf16 denormal inputs as zero and
  * flushes denormal outputs, so a part below 2^-126 is lost: activations with |x| < ~2^-102 (about 2e-31) lose
  * their low bits (an absolute error below ~1e-38 per term). Non-finite x: hi = x (inf, or a quiet NaN),
