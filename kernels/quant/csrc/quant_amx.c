@@ -299,12 +299,22 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                             }
                         } else {
                             const float *zr = (const float *)(zbuf + r * ng);
-                            for (int64_t s = s0; s < sfull; s++) {
-                                __m512 zf = zeros ? _mm512_set1_ps(zr[gi[s - s0]]) : _mm512_set1_ps(128.0f);
-                                __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32))));
-                                __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32 + 16))));
-                                __m512bh h = _mm512_cvtne2ps_pbh(_mm512_sub_ps(b, zf), _mm512_sub_ps(a, zf));
-                                _mm512_store_si512(dstbase + (s - s0) * sstep, (__m512i)h);
+                            if (zeros) {
+                                for (int64_t s = s0; s < sfull; s++) {
+                                    __m512 zf = _mm512_set1_ps(zr[gi[s - s0]]);
+                                    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32))));
+                                    __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rc + s * 32 + 16))));
+                                    __m512bh h = _mm512_cvtne2ps_pbh(_mm512_sub_ps(b, zf), _mm512_sub_ps(a, zf));
+                                    _mm512_store_si512(dstbase + (s - s0) * sstep, (__m512i)h);
+                                }
+                            } else {  /* u - 128 is the byte with its top bit flipped, read as signed */
+                                const __m256i flip = _mm256_set1_epi8((char)0x80);
+                                for (int64_t s = s0; s < sfull; s++) {
+                                    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rc + s * 32)), flip);
+                                    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(v)));
+                                    __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(v, 1)));
+                                    _mm512_store_si512(dstbase + (s - s0) * sstep, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+                                }
                             }
                         }
                         for (int64_t s = sfull; s < s1; s++) {  /* the partial last step (one group per row) */
