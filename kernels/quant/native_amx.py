@@ -127,8 +127,8 @@ def auto_min_batch(w: QuantWeight) -> int:
 
 
 def _supports(w, x: Tensor) -> bool:
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not handles(w):
-        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not handles(w) or not _available():
+        return False  # _available: AMX flags, an AMX build and the OS's tile-data permission (cached)
     rows = x.numel() // max(1, w.shape[1])
     return auto_min_batch(w) <= rows <= MAX_BATCH
 

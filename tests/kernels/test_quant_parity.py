@@ -211,20 +211,30 @@ def test_native_amx_uses_all_three_activation_parts(bits, code):
         assert ((x_hi_mid.double()[:, cols] * (s * code) - expect).abs() / expect.abs()).max().item() > 2.0 ** -21
 
 
+def test_native_amx_without_amx_is_never_selected(monkeypatch):
+    """A CPU without AMX (or a refused permission): the library is None, so the impl is unavailable,
+    supports nothing, auto never picks it and naming it raises."""
+    monkeypatch.setattr(native_amx, "_library", lambda: None)
+    amx = impls()["native_amx"]
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    assert not amx.available() and not amx.supports(q, torch.randn(16, 64))
+    assert select_impl(q, torch.randn(16, 64)).name != "native_amx"
+    with pytest.raises(RuntimeError, match="not available"):
+        select_impl(q, torch.randn(16, 64), impl="native_amx")
+    with pytest.raises(RuntimeError, match="not available"):
+        amx.fn(q, torch.randn(2, 64))
+
+
 def test_native_amx_limits_and_dispatch(monkeypatch):
     amx = impls()["native_amx"]
     q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
     assert not amx.supports(QuantWeight.quantize(torch.randn(8, 96), bits=4, group=48), torch.randn(16, 96))
     assert not amx.supports(q, torch.randn(16, 64, dtype=torch.bfloat16))
     assert not amx.supports(q, torch.randn(65, 64)) and not amx.supports(q, torch.randn(1, 64))
+    _available("native_amx")  # the rest needs the kernel
     assert amx.supports(q, torch.randn(2, 64))  # from 2 rows (measured); batch 1 stays on native
     q8 = QuantWeight.quantize(torch.randn(8, 64), bits=8)
     assert not amx.supports(q8, torch.randn(1, 64)) and amx.supports(q8, torch.randn(2, 3, 64))
-    if not amx.available():
-        assert select_impl(q, torch.randn(16, 64)).name != "native_amx"
-        with pytest.raises(RuntimeError, match="not available"):
-            select_impl(q, torch.randn(16, 64), impl="native_amx")
-        pytest.skip("no AMX here: the rest needs the kernel")
     with pytest.raises(ValueError, match="group % 32 == 0"):
         amx.fn(QuantWeight.quantize(torch.randn(8, 96), bits=4, group=48), torch.randn(2, 96))
     with pytest.raises(TypeError, match="dense QuantWeight"):
