@@ -119,8 +119,8 @@ def bind_native_amx(w: QuantWeight):
 
 def auto_min_batch(w: QuantWeight) -> int:
     """Rows of x from which ``"auto"`` prefers this impl to ``native`` (measured, 4096x11008, cold, 1 thread,
-    docs/kernels.md "AMX-BF16, exact"): 2 for every handled format (int4 g32 1.2x native at 2 and 4 rows,
-    1.7x at 16; int8 per-channel 1.3x at 2, 1.45x at 3; int4 g128 1.46x at 2). At 1 row ``native``'s fused
+    docs/kernels.md "AMX-BF16, exact"): 2 for every handled format (int4 g32 1.46x native at 2 rows, 1.57x
+    at 4, 1.8x at 16; int8 per-channel 1.3x at 2, 1.45x at 3; int4 g128 1.46x at 2). At 1 row ``native``'s fused
     batch-1 path is about 1.7-2x faster, so it keeps batch 1. (``w`` is the hook for a per-format rule.)"""
     del w
     return 2
