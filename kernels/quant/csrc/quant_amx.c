@@ -322,19 +322,19 @@ static int run(const float *x, const uint8_t *codes, const void *scales, int sca
                             convert_tail(rc, s * 32, in, bits, z, dstbase + (s - s0) * sstep);
                         }
                     }
-                    /* per step and batch chunk: load B once, run every row tile against it, and fold each
+                    /* per batch chunk and step: load B once, run every row tile against it, and fold each
                      * stored C into acc with the group's scales one job later (so the vector FMAs overlap
-                     * the next job's tile work) */
-                    for (int64_t s = s0; s < s1; s++) {
-                        const int64_t g = gi[s - s0];
-                        /* with one batch chunk and at most 2 row tiles each row tile owns its C register, so C
-                         * accumulates over the steps of a group inside the block (zeroed at the group's first
-                         * step, stored and folded at its last or at the block end); else every step */
-                        const int keep = nchunks == 1 && ROWS <= 32;
-                        const int zero = !keep || s == s0 || gi[s - s0 - 1] != g;
-                        const int store = !keep || s + 1 == s1 || gi[s - s0 + 1] != g;
-                        const uint16_t *ablk = abuf + (s - s0) * ROWS * 32;
-                        for (int64_t c = 0; c < nchunks; c++) {
+                     * the next job's tile work). The A tiles of the block stay in L1 across the chunks. */
+                    for (int64_t c = 0; c < nchunks; c++) {
+                        for (int64_t s = s0; s < s1; s++) {
+                            const int64_t g = gi[s - s0];
+                            /* with at most 2 row tiles each row tile owns its C register, so C accumulates
+                             * over the steps of a group inside the block (zeroed at the group's first step,
+                             * stored and folded at its last or at the block end) */
+                            const int keep = ROWS <= 32;
+                            const int zero = !keep || s == s0 || gi[s - s0 - 1] != g;
+                            const int store = !keep || s + 1 == s1 || gi[s - s0 + 1] != g;
+                            const uint16_t *ablk = abuf + (s - s0) * ROWS * 32;
                             const uint16_t *xt = xs + (s * ntiles + 3 * c) * 512;
                             float *ac = acc + c * ROWS * 16;
                             const int breg = (int)(s & 1);
