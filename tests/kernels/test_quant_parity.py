@@ -250,3 +250,17 @@ def test_native_amx_limits_and_dispatch(monkeypatch):
     assert select_impl(q, torch.randn(1, 64)).name == "native_amx"
     monkeypatch.setenv("REPROLAB_KERNEL", "reference")
     assert select_impl(q, torch.randn(16, 64), impl="native_amx").name == "reference"
+
+
+def test_bound_auto_call_follows_the_row_count():
+    """bind_matmul(impl="auto") on 16 rows, then called with 1 row: the same impl as quant_matmul chooses
+    for 1 row (native, not native_amx on an AMX CPU), so the results are identical."""
+    from kernels.quant import bind_matmul
+
+    q = QuantWeight.quantize(torch.randn(40, 256), bits=4, group=32)
+    call = bind_matmul(q, torch.randn(16, 256))
+    if call is None:
+        pytest.skip("no native binder here")
+    for rows in (1, 2, 16, 64):
+        x = torch.randn(rows, 256)
+        assert torch.equal(call(x), quant_matmul(q, x)), rows
