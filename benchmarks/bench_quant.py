@@ -29,7 +29,8 @@ uses, g = 32, asymmetric; bf16 activations and scales, its fast path). Both peer
 numerics (activation rounding); ours compute in fp32 on the exact dequantized weight, except the
 ``a8_*`` variants (``impl="native_a8"``: the ``int8`` / ``int4_g32`` / ``int4_g128`` weights with the
 activations rounded to int8 per row, integer dot products), whose ``max_abs_err_vs_dequantized``
-therefore includes that rounding.
+therefore includes that rounding, and the ``amx_*`` variants (``impl="native_amx"``: the same weights,
+exact fp32 activations split into three bf16 parts, AMX tile dot products).
 
 Output: ``benchmarks/results/quant_<device>[_<profile>][_t<threads>].json`` (atomic) and one MLflow
 run in experiment ``bench-kernels``.
@@ -68,7 +69,18 @@ PROFILES = {
     "smoke": {"shapes": [(256, 512)], "batches": [1, 3], "modes": ["cold", "warm"], "repeats": 2},
 }
 VARIANTS = ["int8", "int4_g32", "int4_g128", "int4_g32_asym", "nm24_int4_g32", "nm24v32_int4_g32",
-            "nm24_fp32", "a8_int8", "a8_int4_g32", "a8_int4_g128", "torch_dyn_int8", "torch_int4pack"]
+            "nm24_fp32", "a8_int8", "a8_int4_g32", "a8_int4_g128", "amx_int8", "amx_int4_g32", "amx_int4_g128",
+            "torch_dyn_int8", "torch_int4pack"]
+#: variant prefix -> impl: the same weights as the exact twin named by the rest of the variant name
+TWIN_IMPLS = {"a8_": "native_a8", "amx_": "native_amx"}
+
+
+def twin_of(name: str) -> str | None:
+    """The exact variant whose weights (and cold copies) a prefixed variant (``a8_int8``) shares."""
+    for prefix in TWIN_IMPLS:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return None
 
 
 def llc_bytes() -> int:
@@ -106,9 +118,10 @@ def build_variant(name: str, w: torch.Tensor):
     multiplies, ``nbytes`` is what a call must read for the weight."""
     if name == "dense":
         return (lambda: w.clone(), lambda obj, x: torch.matmul(x, obj.T), w.numel() * 4)
-    if name.startswith("a8_"):  # native_a8: the same weights, activations rounded to int8 per row
-        inner = build_variant(name[3:], w)
-        return (inner[0], lambda obj, x: quant_matmul(obj, x, impl="native_a8"), inner[2])
+    twin = twin_of(name)
+    if twin is not None:  # native_a8 (activations rounded to int8 per row) / native_amx: the same weights
+        inner, impl = build_variant(twin, w), TWIN_IMPLS[name[:-len(twin)]]
+        return (inner[0], lambda obj, x: quant_matmul(obj, x, impl=impl), inner[2])
     if name.startswith("int") or name.startswith(("nm24_int4", "nm24v32_int4")):
         if name == "int8":
             q = QuantWeight.quantize(w, bits=8)
@@ -276,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         built = {}
         for vname in ["dense", *names]:
             spec = build_variant(vname, w)
-            inner = built.get(vname[3:]) if vname.startswith("a8_") else None
-            # a8_* multiply the same weights as their exact twin: one pool of copies for both
+            inner = built.get(twin_of(vname)) if twin_of(vname) else None
+            # a8_* / amx_* multiply the same weights as their exact twin: one pool of copies for both
             built[vname] = {"spec": spec, "copies": inner["copies"] if inner else [spec[0]()]}
         budget = int(MEM_FRACTION * mem_available()) // (len(built) + 1)
         for mode in (args.modes.split(",") if args.modes else prof["modes"]):

@@ -5,7 +5,7 @@ Modules: :mod:`~kernels.quant.format` (``QuantWeight``, ``NMQuantWeight``), :mod
 (C kernel), each registered on import. See docs/kernels.md.
 """
 
-from kernels.quant import native, native_a8, reference  # noqa: F401  (register impls)
+from kernels.quant import native, native_a8, native_amx, reference  # noqa: F401  (register impls)
 from kernels.quant.format import (
     BITS,
     NMQuantWeight,

@@ -91,20 +91,29 @@ def bind_matmul(w: QuantWeight | NMQuantWeight, x: Tensor, impl: str = "auto"):
     if not isinstance(w, QuantWeight):
         return None
     chosen = select_impl(w, x, impl)
-    binder = BINDERS.get(chosen.name)
-    if binder is None:
+    if BINDERS.get(chosen.name) is None:
         return None
-    kernel = binder(w)
     in_features = w.shape[1]
+    # "auto" may pick different impls for different row counts (native_amx from 2 rows, native at 1), so
+    # the selection is made here once per row count 1..64 (on zero-stride views: supports() reads only
+    # shape, dtype and device) and the call only indexes it; None: no binder, quant_matmul runs
+    bound: dict[str, object] = {}
+    by_rows: list = [None]
+    for rows in range(1, 65):
+        name = select_impl(w, x.new_empty(1, 1, dtype=torch.float32).expand(rows, in_features), impl).name
+        if name not in bound:
+            binder = BINDERS.get(name)
+            bound[name] = None if binder is None else binder(w)
+        by_rows.append(bound[name])
 
     def call(x: Tensor) -> Tensor:
         if (x.dtype is not torch.float32 or x.device.type != "cpu" or x.dim() < 1
                 or x.shape[-1] != in_features or (x.requires_grad and torch.is_grad_enabled())):
             return quant_matmul(w, x, impl)
         x2 = x.reshape(-1, in_features)
-        if not 1 <= x2.shape[0] <= 64:
+        if not 1 <= x2.shape[0] <= 64 or by_rows[x2.shape[0]] is None:
             return quant_matmul(w, x, impl)
         if not x2.is_contiguous():
             x2 = x2.contiguous()
-        return kernel(x2).view(*x.shape[:-1], w.shape[0])
+        return by_rows[x2.shape[0]](x2).view(*x.shape[:-1], w.shape[0])
     return call

@@ -96,7 +96,13 @@ def test_decode_steps_go_through_the_native_kernel():
         pytest.skip("native impl not built")
     params = ServeQuantParams(batch_sizes=(1, 2), prompt_len=3, new_tokens=3, repeats=1, n_calib=4)
     out = serve_tinylm(params, **_inputs())  # auto: the native kernel where its vector paths exist
-    assert set(out["results"]["impl"].to_pylist()) == {"native" if has_avx512() else "reference"}
+    # (on an AMX CPU native_amx from 2 rows: kernels.quant.native_amx.auto_min_batch)
+    from kernels.quant import QuantWeight, select_impl
+
+    q = QuantWeight.quantize(torch.randn(8, 64), bits=4, group=32)
+    expect = {select_impl(q, torch.randn(b, 64)).name for b in (1, 2)}
+    assert expect <= {"native", "native_amx"} if has_avx512() else expect == {"reference"}
+    assert set(out["results"]["impl"].to_pylist()) == expect
     assert out["metrics"]["parity_ok"]
 
 
