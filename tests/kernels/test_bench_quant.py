@@ -40,6 +40,7 @@ def test_cold_copies_span_the_llc_within_the_memory_budget():
     mib = 1 << 20
     llc = 300 * mib  # the 300 MiB LLC that ran 13 variants x 1.2 GB out of memory
     assert bench_quant.cold_copies(180 * mib, llc, 10 << 30) == 7  # 7 x 180 MiB >= 4 LLCs
-    assert bench_quant.cold_copies(25 * mib, llc, 10 << 30) == bench_quant.MAX_COPIES
+    assert bench_quant.cold_copies(25 * mib, llc, 10 << 30) == 48  # 48 x 25 MiB >= 4 LLCs
+    assert bench_quant.cold_copies(5 * mib, llc, 10 << 30) == bench_quant.MAX_COPIES
     assert bench_quant.cold_copies(180 * mib, llc, 700 * mib) == 3  # the memory cap binds
     assert bench_quant.cold_copies(180 * mib, llc, 10 * mib) == 1  # never zero copies
