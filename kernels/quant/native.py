@@ -40,12 +40,25 @@ __all__ = ["bind_native", "quant_matmul_native"]
 SOURCE = Path(__file__).with_name("csrc") / "quant_cpu.c"
 
 
+_P, _I64, _I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+# (x, codes, scales, scale_f16, zeros, y, out, in, bits, group, batch, threads) of qa8_gemm_f32 / qamx_gemm_f32
+DENSE_ARGS_I32_BITS = [_P, _P, _P, _I32, _P, _P, _I64, _I64, _I32, _I64, _I64, _I32]
+
+
+def declare(lib: ctypes.CDLL, **symbols: list) -> ctypes.CDLL:
+    """Set ``argtypes`` of each named C entry point (all return an int status)."""
+    for name, argtypes in symbols.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = ctypes.c_int, argtypes
+    return lib
+
+
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     lib = build_library(SOURCE, "quant_cpu")
     if lib is None:
         return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    p, i64, i32 = _P, _I64, _I32
     lib.quant_gemm_f32.restype = ctypes.c_int
     lib.quant_gemm_f32.argtypes = [p, p, p, i32, p, p] + [i64] * 5 + [i32]
     lib.nmq_gemm_f32.restype = ctypes.c_int
@@ -86,9 +99,7 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
     scale_f16 = int(q.scales.dtype == torch.float16)
     zeros = None if q.zeros is None else q.zeros.data_ptr()
     if isinstance(w, QuantWeight):
-        status = lib.quant_gemm_f32(x2.data_ptr(), q.codes.data_ptr(), q.scales.data_ptr(), scale_f16,
-                                    zeros, y.data_ptr(), out_features, in_features, q.bits, q.group,
-                                    batch, threads)
+        status, y = dense_call(lib.quant_gemm_f32, w, x2, batch)
     elif w.v == 1 and batch > 1:
         # K-major x, batch padded to a multiple of 16: one 16-wide FMA per kept value and chunk
         xt, padded = kmajor(x2)  # (in, Bp)
@@ -105,6 +116,19 @@ def quant_matmul_native(w: QuantWeight | NMQuantWeight, x: Tensor) -> Tensor:
     if status:
         raise RuntimeError(f"native quant kernel failed with status {status}")
     return y.view(*lead, out_features)
+
+
+def dense_call(fn, w: QuantWeight, x2: Tensor, batch: int) -> tuple[int, Tensor]:
+    """``(status, y)``: one dense weight-only C entry point of the shared signature ``(x, codes, scales, scale_f16,
+    zeros, y, out, in, bits, group, batch, threads)`` (``quant_gemm_f32``, ``qa8_gemm_f32``, ``qamx_gemm_f32``) on a
+    contiguous fp32 ``(batch, in)`` ``x2``; ``y`` is ``(batch, out)``."""
+    out_features, in_features = w.shape
+    y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
+    zeros = None if w.zeros is None else w.zeros.data_ptr()
+    status = fn(x2.data_ptr(), w.codes.data_ptr(), w.scales.data_ptr(), int(w.scales.dtype == torch.float16), zeros,
+                y.data_ptr(), out_features, in_features, w.bits, w.group, batch,
+                team_size(out_features * in_features * batch))
+    return status, y
 
 
 def bind_native(w: QuantWeight):

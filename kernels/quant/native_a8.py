@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import MAX_BATCH, build_library, native_rows, team_size
+from kernels.native_build import MAX_BATCH, build_library, native_rows
 from kernels.quant.format import NMQuantWeight, QuantWeight
-from kernels.quant.native import _bind
+from kernels.quant.native import DENSE_ARGS_I32_BITS, _bind, declare, dense_call
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
 __all__ = ["ISA_NAMES", "bind_native_a8", "isa", "quant_matmul_a8_reference", "quant_matmul_native_a8", "quantize_rows_int8"]
@@ -39,12 +39,7 @@ def _library() -> ctypes.CDLL | None:
     lib = build_library(SOURCE, "quant_a8")
     if lib is None:
         return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.qa8_isa.restype = ctypes.c_int
-    lib.qa8_isa.argtypes = []
-    lib.qa8_gemm_f32.restype = ctypes.c_int
-    lib.qa8_gemm_f32.argtypes = [p, p, p, i32, p, p, i64, i64, i32, i64, i64, i32]
-    return lib
+    return declare(lib, qa8_isa=[], qa8_gemm_f32=DENSE_ARGS_I32_BITS)
 
 
 def isa() -> str:
@@ -101,14 +96,9 @@ def quant_matmul_native_a8(w: QuantWeight, x: Tensor) -> Tensor:
         y = torch.cat([quant_matmul_native_a8(w, part) for part in rows.split(MAX_BATCH)])
         return y.view(*x.shape[:-1], out_features)
     x2, lead, batch = native_rows(x, in_features, "quant a8", lib)
-    y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
     if batch == 0:
-        return y.view(*lead, out_features)
-    zeros = None if w.zeros is None else w.zeros.data_ptr()
-    status = lib.qa8_gemm_f32(x2.data_ptr(), w.codes.data_ptr(), w.scales.data_ptr(),
-                              int(w.scales.dtype == torch.float16), zeros, y.data_ptr(), out_features,
-                              in_features, w.bits, w.group, batch,
-                              team_size(out_features * in_features * batch))
+        return torch.empty(*lead, out_features, dtype=torch.float32)
+    status, y = dense_call(lib.qa8_gemm_f32, w, x2, batch)
     if status == 1:
         raise RuntimeError("the int8-activation kernel was built without an integer-dot path")
     if status:

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kernels.native_build import MAX_BATCH, build_library, native_rows, team_size
+from kernels.native_build import MAX_BATCH, build_library, native_rows
 from kernels.quant.format import NMQuantWeight, QuantWeight
-from kernels.quant.native import _bind
+from kernels.quant.native import DENSE_ARGS_I32_BITS, _bind, declare, dense_call
 from kernels.quant.registry import BINDERS, Impl, check_inputs, register_impl
 
 __all__ = ["auto_min_batch", "bind_native_amx", "cpu_has_amx", "handles", "quant_matmul_native_amx"]
@@ -55,11 +55,7 @@ def _library() -> ctypes.CDLL | None:
     lib = build_library(SOURCE, "quant_amx")
     if lib is None:
         return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.qamx_init.restype = ctypes.c_int
-    lib.qamx_init.argtypes = []
-    lib.qamx_gemm_f32.restype = ctypes.c_int
-    lib.qamx_gemm_f32.argtypes = [p, p, p, i32, p, p] + [i64] * 2 + [i32] + [i64] * 2 + [i32]
+    declare(lib, qamx_init=[], qamx_gemm_f32=DENSE_ARGS_I32_BITS)
     if lib.qamx_init() != 0:  # not built with AMX, or the OS refused tile data to this process
         return None
     return lib
@@ -98,14 +94,9 @@ def quant_matmul_native_amx(w: QuantWeight, x: Tensor) -> Tensor:
     if lib is None and x.dtype == torch.float32 and x.device.type == "cpu":
         raise RuntimeError("the AMX kernel is not available here (no amx_bf16/amx_tile, or permission refused)")
     x2, lead, batch = native_rows(x, in_features, "quant amx", lib)
-    y = torch.empty(batch, out_features, dtype=torch.float32)  # (B, out)
     if batch == 0:
-        return y.view(*lead, out_features)
-    zeros = None if w.zeros is None else w.zeros.data_ptr()
-    status = lib.qamx_gemm_f32(x2.data_ptr(), w.codes.data_ptr(), w.scales.data_ptr(),
-                               int(w.scales.dtype == torch.float16), zeros, y.data_ptr(), out_features,
-                               in_features, w.bits, w.group, batch,
-                               team_size(out_features * in_features * batch))
+        return torch.empty(*lead, out_features, dtype=torch.float32)
+    status, y = dense_call(lib.qamx_gemm_f32, w, x2, batch)
     if status:
         raise RuntimeError(f"native AMX kernel failed with status {status}")
     return y.view(*lead, out_features)
