@@ -152,16 +152,26 @@ def _apply(paper: str, path: tuple, kind: str, bad: Any) -> tuple[dict, str]:
     return doc, ".".join(map(str, (paper, *path)))
 
 
+def _by_kind() -> dict[str, list[tuple[str, tuple, Any]]]:
+    """Every applicable mutation of every node, grouped by kind: ``kind -> [(paper, path, bad), ...]``."""
+    out: dict[str, list[tuple[str, tuple, Any]]] = {}
+    for paper, path, node in NODES:
+        current = _get(section_raw(RAW, paper, PAPERS[paper], "full"), path)
+        for kind, bad in _mutations(node, current):
+            out.setdefault(kind, []).append((paper, path, bad))
+    return out
+
+
+BY_KIND = _by_kind()
+
+
 @st.composite
 def bad_documents(draw):
-    paper, path, node = draw(st.sampled_from(NODES))
-    current = _get(section_raw(RAW, paper, PAPERS[paper], "full"), path)
-    options = _mutations(node, current)
-    if not options:
-        from hypothesis import assume
-
-        assume(False)
-    kind, bad = draw(st.sampled_from(options))
+    # the kind first, then a node that admits it: every kind is drawn about equally often however many nodes
+    # of each kind params.yaml has (drawing the node first left rare kinds, such as a duplicate in a set-like
+    # list, to chance: a params.yaml change once made the derandomized draw miss them)
+    kind = draw(st.sampled_from(sorted(BY_KIND)))
+    paper, path, bad = draw(st.sampled_from(BY_KIND[kind]))
     doc, key = _apply(paper, path, kind, bad)
     return doc, key, kind
 
