@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from harness import log_mlflow, time_papers, write_json_atomic  # noqa: E402
 
 PAPERS = ("lqer", "spinquant", "resq", "boa")
-NOT_ARMS = ("stage_seconds", "compute_seconds")
 SHARED = ("prepare", "train")
 GOAL_S = 25 * 60
 
@@ -51,7 +50,7 @@ def arm_seconds(parent_run_id: str | None) -> dict[str, dict[str, float]]:
         stage = run.data.tags.get("reprolab.stage", run.info.run_name)
         if stage in SHARED:
             continue
-        arms = {k[:-2]: v for k, v in run.data.metrics.items() if k.endswith("_s") and k not in NOT_ARMS}
+        arms = {k[:-2]: v for k, v in run.data.metrics.items() if k.endswith("_s")}  # not stage_seconds
         if arms:
             out[stage] = dict(sorted(arms.items()))
     return out
